@@ -1,0 +1,153 @@
+"""The ``safefed`` command. Each subcommand is a thin layer over the library; user mistakes exit 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import UserError
+
+app = typer.Typer(help="Safety middleware for federated LLM fine-tuning.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+judge_app = typer.Typer(help="Build and inspect the learned response judge.", no_args_is_help=True)
+data_app = typer.Typer(help="Data sets by name: where they come from and where they are found.",
+                       no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA",
+                                              help="Folder holding the data sets (e.g. ../shared/data).")]
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "-"
+    lo, hi = entry["ci95"]
+    return f"{entry['value']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def print_eval_table(report: dict) -> None:
+    table = Table(title=f"{report['suite']} · {report['model']}" + (f" + {report['adapter']}" if report["adapter"]
+                                                                     else "") + f" · judge {report['judge']}")
+    table.add_column("group")
+    table.add_column("n", justify="right")
+    table.add_column("safe_rate [95% CI]", justify="right")
+    table.add_column("over_refusal [95% CI]", justify="right")
+    rates = report["rates"]
+    for cat, entry in report["per_category"].items():
+        table.add_row(cat, str(entry["n"]), _fmt(entry.get("safe_rate")), _fmt(entry.get("over_refusal")))
+    if report["per_category"]:
+        table.add_section()
+    table.add_row("all", str(report["n"]), _fmt(rates.get("safe_rate")), _fmt(rates.get("over_refusal")))
+    if "safe_rate_gcg" in rates:
+        table.add_row("all (GCG anywhere-match)", str(rates["safe_rate_gcg"]["n"]), _fmt(rates["safe_rate_gcg"]), "")
+    console.print(table)
+    console.print(f"{report['generated_tokens']} tokens in {report['generation_s']} s "
+                  f"({report['tokens_per_s']} tokens/s); total {report['elapsed_s']} s")
+
+
+@app.command("eval")
+def eval_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name (advbench, xstest, jailbreakbench) or a suite YAML path.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.json and generations.jsonl.")],
+    model: Annotated[str, typer.Option(help="HF id, local folder, or alias.")] = "smollm2-135m-instruct",
+    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter folder.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Seeded random sample of N prompts.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
+    split: Annotated[str | None, typer.Option(help="AdvBench pool: all, gate or eval.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the suite's.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    judge: Annotated[str | None, typer.Option(help="refusal | classifier[:HEAD.json] | guard[:MODEL]. "
+                                                    "Default: the suite's.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Safety evaluation of a model or adapter on a suite (AdvBench safe_rate, XSTest over-refusal, ...)."""
+    from .evaluation.judges import make_judge
+    from .evaluation.runner import evaluate, write_result
+    from .evaluation.suite import load_suite
+    from .generation import Generator
+    from .models import load_causal_lm
+
+    s = load_suite(suite)
+    j = make_judge(judge or s.judge)
+    chosen = s.load_split(data_dir, split)
+    lm, tok, resolved = load_causal_lm(model, adapter=adapter)
+    gen = Generator(lm, tok, max_new_tokens=max_new_tokens or s.max_new_tokens, batch_size=batch_size,
+                    system_prompt=s.system_prompt, chat_template=s.chat_template)
+    n = min(limit or len(chosen.records), len(chosen.records))
+    with progress_bar() as bar:
+        task = bar.add_task(f"generating ({s.name})", total=n)
+        result = evaluate(s, gen, j, model_info=resolved.provenance(), adapter=str(adapter) if adapter else None,
+                          data_dir=data_dir, split=split, limit=limit, seed=seed,
+                          progress=lambda k: bar.advance(task, k))
+    write_result(result, out)
+    print_eval_table(result.report)
+    console.print(f"wrote {out / 'report.json'} and {out / 'generations.jsonl'}")
+
+
+@judge_app.command("train")
+def judge_train(
+    out: Annotated[Path, typer.Option(help="Where to write the head (JSON).")] = Path(
+        "safefed/artifacts/response_judge.json"),
+    seed: int = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Fit the learned response judge on jailbreakbench-artifacts (AdvBench goals dropped)."""
+    from .evaluation.judge_training import build_response_judge
+
+    head, metrics = build_response_judge(data_dir, seed=seed)
+    head.save(out)
+    table = Table(title=f"held-out agreement with `jailbroken` labels (n={metrics['held_out']['n']})")
+    for col in ("judge", "agreement", "complied precision", "complied recall"):
+        table.add_column(col)
+    for name in ("classifier", "refusal_markers", "gcg"):
+        m = metrics["held_out"][name]
+        table.add_row(name, *(str(m[k]) for k in ("agreement", "complied_precision", "complied_recall")))
+    console.print(table)
+    console.print(json.dumps(metrics["trained_on"]))
+    console.print(f"wrote {out}")
+
+
+@data_app.command("list")
+def data_list(data_dir: DataDir = None) -> None:
+    """Known data sets and where each would be read from."""
+    from . import data as datasets
+
+    table = Table(title="data sets")
+    for col in ("name", "what", "found"):
+        table.add_column(col)
+    for name, spec in datasets.REGISTRY.items():
+        d = Path(data_dir) / name if data_dir else None
+        found = str(d) if d and all((d / f).exists() for f in list(spec.files)[:1]) else "download on first use"
+        table.add_row(name, spec.description, found)
+    console.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except UserError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

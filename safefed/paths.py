@@ -1,0 +1,48 @@
+"""Where things live: the user cache and the YAML asset folders (repo checkout or wheel)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+_PKG = Path(__file__).resolve().parent
+ASSET_KINDS = ("eval", "filters", "constitutions")
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$SAFEFED_CACHE`` (default ``~/.cache/safefed``) joined with ``parts``; created on demand."""
+    root = Path(os.environ.get("SAFEFED_CACHE") or Path.home() / ".cache" / "safefed").expanduser()
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def assets_dir(kind: str) -> Path:
+    """Folder of shipped YAML files of ``kind``: inside the wheel, else the source checkout's top level."""
+    if kind not in ASSET_KINDS:
+        raise ValueError(f"unknown asset kind {kind!r}")
+    for candidate in (_PKG / "_assets" / kind, _PKG.parent / kind):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"safefed asset folder {kind!r} is missing from the installation")
+
+
+def shipped_names(kind: str) -> list[str]:
+    """Names of the shipped YAML files of ``kind`` (without extension)."""
+    return sorted(p.stem for p in assets_dir(kind).glob("*.yaml"))
+
+
+def find_asset(kind: str, name_or_path: str | os.PathLike) -> Path:
+    """Resolve a shipped asset by name (``default``) or a user's file by path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+        return path
+    shipped = assets_dir(kind) / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_names(kind))
+    raise UserError(f"{name_or_path}: not a file and not a shipped {kind} name (shipped: {names})")
