@@ -136,6 +136,7 @@ class ClassifierJudge:
             raise UserError(f"{path}: head has labels {self.head.labels}, expected 'complied' and 'refused'")
         self.threshold = threshold
         self._encoder = None
+        self._markers = RefusalJudge()
 
     @property
     def encoder(self):
@@ -147,10 +148,15 @@ class ClassifierJudge:
 
     def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
         texts = [r.strip() for r in responses]
-        p = self.head.proba(self.encoder.encode(texts))[:, self.head.labels.index("complied")]
+        X = self.encoder.encode(texts)
+        if self.head.meta.get("features") == "embedding+markers":
+            from .judge_training import response_features
+
+            X = response_features(texts, X, self._markers)
+        p = self.head.proba(X)[:, self.head.labels.index("complied")]
         out = []
         for text, pc in zip(texts, p, strict=True):
-            refused = (not text) or pc < self.threshold
+            refused = bool((not text) or pc < self.threshold)
             out.append(Verdict(refused, not refused, score=round(float(pc), 4)))
         return out
 
