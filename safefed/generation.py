@@ -67,6 +67,30 @@ class Generator:
             ids = ids["input_ids"]
         return list(ids), truncated
 
+    def encode_messages(self, messages: Sequence[dict]) -> tuple[list[int], bool]:
+        """Token ids of a multi-turn chat (``[{"role", "content"}, ...]``) ready for the next assistant
+        turn; each message's content is cut to ``max_prompt_tokens`` (flagged). ``system_prompt`` is
+        prepended unless the chat starts with its own system message."""
+        tok = self.tokenizer
+        truncated = False
+        msgs = []
+        for m in messages:
+            ids = tok(m["content"], add_special_tokens=False)["input_ids"]
+            content = m["content"]
+            if len(ids) > self.max_prompt_tokens:
+                truncated = True
+                content = tok.decode(ids[: self.max_prompt_tokens])
+            msgs.append({"role": m["role"], "content": content})
+        if self.system_prompt and not (msgs and msgs[0]["role"] == "system"):
+            msgs.insert(0, {"role": "system", "content": self.system_prompt})
+        if not self.chat_template or getattr(tok, "chat_template", None) is None:
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in msgs) + "\n\nassistant:"
+            return tok(text)["input_ids"], truncated
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+        if not isinstance(ids, list):
+            ids = ids["input_ids"]
+        return list(ids), truncated
+
     def _stop_ids(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id}
         cfg = getattr(self.model, "generation_config", None)
@@ -78,11 +102,22 @@ class Generator:
     def generate(self, prompts: Sequence[str], adapter_names: Sequence[str] | None = None,
                  progress: Callable[[int], None] | None = None) -> list[Generation]:
         """Responses for ``prompts`` in input order; ``progress(n)`` is called after each batch."""
-        encoded = [self.encode(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
+        return self._generate_encoded([self.encode(p) for p in prompts], adapter_names, progress)
+
+    @torch.inference_mode()
+    def generate_chats(self, conversations: Sequence[Sequence[dict]],
+                       adapter_names: Sequence[str] | None = None,
+                       progress: Callable[[int], None] | None = None) -> list[Generation]:
+        """Next assistant turn for each multi-turn chat, batched like :meth:`generate`."""
+        encoded = [self.encode_messages(c) for c in conversations]
+        return self._generate_encoded(encoded, adapter_names, progress)
+
+    def _generate_encoded(self, encoded: list[tuple[list[int], bool]], adapter_names: Sequence[str] | None,
+                          progress: Callable[[int], None] | None) -> list[Generation]:
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
         stop = self._stop_ids()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stop[0]
-        results: list[Generation | None] = [None] * len(prompts)
+        results: list[Generation | None] = [None] * len(encoded)
         start = time.perf_counter()
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
@@ -100,8 +135,9 @@ class Generator:
                 kwargs.update(do_sample=True, temperature=self.temperature)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                                      eos_token_id=stop, pad_token_id=pad, **kwargs)
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask,
+                                      max_new_tokens=self.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
+                                      **kwargs)
             new = out[:, width:]
             for row, i in enumerate(idx):
                 toks = new[row].tolist()
