@@ -104,3 +104,85 @@ def import_cmd(
                   markup=False, highlight=False, soft_wrap=True)
     for w in loaded.constitution.warnings():
         console.print(f"{out}: warning: {w}", markup=False, highlight=False, soft_wrap=True)
+
+
+def revise_cmd(
+    source: Annotated[str, typer.Argument(metavar="INPUT", help="JSONL/JSON/CSV file with prompt "
+                                                                 "(+ response) fields, or a data set name.")],
+    out: Annotated[Path, typer.Option(help="Folder for revised.jsonl, sft.jsonl, dpo_pairs.jsonl, "
+                                           "summary.json.")],
+    constitution: Annotated[str, typer.Option(help="Shipped name or YAML path.")] = "default",
+    model: Annotated[str | None, typer.Option(help="Local LLM: HF id, folder or alias "
+                                                   "(default smollm2-135m-instruct).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter for --model.")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1 "
+                                                      "(key from $SAFEFED_ENDPOINT_KEY).")] = None,
+    endpoint_model: Annotated[str, typer.Option(help="Model name sent to --endpoint.")] = "default",
+    checker: Annotated[str, typer.Option(help="auto | filter[:POLICY] | judge:NAME")] = "auto",
+    rounds: Annotated[int, typer.Option(min=1, max=5, help="Rounds before the refusal template.")] = 2,
+    few_shot: Annotated[int, typer.Option(min=0, help="Few-shot examples per chat.")] = 1,
+    revise_all: Annotated[bool, typer.Option(help="Revise every record, not only flagged ones.")] = False,
+    prompt_field: Annotated[str | None, typer.Option(help="Prompt field (default: prompt).")] = None,
+    response_field: Annotated[str | None, typer.Option(help="Response field (default: response; "
+                                                            "hh: rejected).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Seeded random sample of N records.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --limit.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    critique_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    revision_tokens: Annotated[int, typer.Option(min=1)] = 96,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
+) -> None:
+    """Critique and revise unsafe responses with a constitution; write SFT data and DPO pairs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .backends import make_backend
+    from .checkers import make_checker
+    from .engine import Reviser
+    from .records import read_records, write_outputs
+    from .schema import load_constitution
+
+    if model and endpoint:
+        raise UserError("give either --model or --endpoint, not both")
+    loaded = load_constitution(constitution)
+    records, data_prov = read_records(source, data_dir=data_dir, prompt_field=prompt_field,
+                                      response_field=response_field, limit=limit, seed=seed)
+    if endpoint:
+        backend = make_backend("openai", url=endpoint, model_name=endpoint_model,
+                               max_new_tokens=revision_tokens)
+    else:
+        backend = make_backend("hf", model_name=model, adapter=str(adapter) if adapter else None,
+                               max_new_tokens=revision_tokens, batch_size=batch_size)
+    reviser = Reviser(loaded, backend, make_checker(checker), rounds=rounds, max_few_shot=few_shot,
+                      revise_all=revise_all, critique_tokens=critique_tokens, revision_tokens=revision_tokens)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as bar:
+        task = bar.add_task("checking originals", total=None)
+        result = reviser.run(records, progress=lambda k: bar.advance(task, k),
+                             stage=lambda name, n: bar.reset(task, total=n, description=name))
+    summary = write_outputs(result, out, extra={"input": data_prov, "provenance": _provenance()})
+    print_summary(summary)
+    console.print(f"wrote {out}/revised.jsonl, sft.jsonl, dpo_pairs.jsonl, summary.json", markup=False)
+
+
+def _provenance() -> dict:
+    from ..provenance import package_versions
+
+    return {"packages": package_versions()}
+
+
+def print_summary(summary: dict) -> None:
+    title = f"revise · {summary['constitution']['name']} · checker {summary['checker']['checker']}"
+    table = Table(title=title)
+    for col in ("path", "n", "share [95% CI]"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    for path, n in summary["counts"].items():
+        r = summary["shares"][path]
+        share = "-" if r["value"] is None else f"{r['value']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+        table.add_row(path, str(n), share)
+    console.print(table)
+    ts = summary["template_share_of_rewritten"]
+    if ts["value"] is not None:
+        console.print(f"template share of rewritten records: {ts['value']:.3f} ({ts['k']}/{ts['n']}); "
+                      f"final responses still unsafe: {summary['final_unsafe']}")
+    console.print(f"{summary['generated_tokens']} tokens in {summary['generation_s']} s "
+                  f"({summary['tokens_per_s']} tokens/s); total {summary['elapsed_s']} s")
