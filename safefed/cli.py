@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .constitution.cli import constitution_app, revise_cmd
+from .constitution.cli import align_cmd, constitution_app, revise_cmd
 from .errors import UserError
 
 app = typer.Typer(help="Safety middleware for federated LLM fine-tuning.", no_args_is_help=True,
@@ -25,6 +25,7 @@ app.add_typer(judge_app, name="judge")
 app.add_typer(data_app, name="data")
 app.add_typer(constitution_app, name="constitution")
 app.command("revise")(revise_cmd)
+app.command("align")(align_cmd)
 
 console = Console()
 err = Console(stderr=True)

@@ -159,9 +159,27 @@ def revise_cmd(
         task = bar.add_task("checking originals", total=None)
         result = reviser.run(records, progress=lambda k: bar.advance(task, k),
                              stage=lambda name, n: bar.reset(task, total=n, description=name))
-    summary = write_outputs(result, out, extra={"input": data_prov, "provenance": _provenance()})
+    extra = {"input": data_prov, "final_refusal_judge": refusal_verdicts(result.records),
+             "provenance": _provenance()}
+    summary = write_outputs(result, out, extra=extra)
     print_summary(summary)
     console.print(f"wrote {out}/revised.jsonl, sft.jsonl, dpo_pairs.jsonl, summary.json", markup=False)
+
+
+def refusal_verdicts(records) -> dict:
+    """The AdvBench refusal-marker judge on the final responses: share refused, overall and per path."""
+    from ..evaluation.judges import RefusalJudge
+    from ..stats import rate
+
+    judge = RefusalJudge()
+    kept = [r for r in records if r.path != "quarantined"]
+    refused = [judge.refused(r.final) for r in kept]
+    out = {"judge": judge.describe(), "refused": rate(sum(refused), len(kept)), "per_path": {}}
+    for path in ("revised", "template", "unchanged"):
+        flags = [f for r, f in zip(kept, refused, strict=True) if r.path == path]
+        if flags:
+            out["per_path"][path] = rate(sum(flags), len(flags))
+    return out
 
 
 def _provenance() -> dict:
@@ -184,5 +202,45 @@ def print_summary(summary: dict) -> None:
     if ts["value"] is not None:
         console.print(f"template share of rewritten records: {ts['value']:.3f} ({ts['k']}/{ts['n']}); "
                       f"final responses still unsafe: {summary['final_unsafe']}")
+    fr = summary.get("final_refusal_judge", {}).get("refused")
+    if fr and fr["value"] is not None:
+        console.print(f"refusal judge on final responses: {fr['value']:.3f} refused ({fr['k']}/{fr['n']})")
     console.print(f"{summary['generated_tokens']} tokens in {summary['generation_s']} s "
                   f"({summary['tokens_per_s']} tokens/s); total {summary['elapsed_s']} s")
+
+
+def align_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for adapter/, report.json and the revise outputs.")],
+    model: Annotated[str, typer.Option(help="HF id, local folder or alias.")] = "smollm2-135m-instruct",
+    constitution: Annotated[str, typer.Option(help="Shipped name or YAML path.")] = "default",
+    n_harmful: Annotated[int, typer.Option(min=1, help="Harmful prompts (harmfulqa-catqa) to revise.")] = 96,
+    n_lookalike: Annotated[int, typer.Option(min=0, help="Benign look-alike pairs.")] = 120,
+    n_benign: Annotated[int, typer.Option(min=0, help="General benign pairs (self-instruct).")] = 96,
+    steps: Annotated[int, typer.Option(min=1)] = 60,
+    lr: Annotated[float, typer.Option()] = 5e-4,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    checker: Annotated[str, typer.Option(help="auto | filter[:POLICY] | judge:NAME")] = "auto",
+    n_eval: Annotated[int, typer.Option(min=1, help="AdvBench eval-pool / XSTest-safe prompts.")] = 60,
+    baseline: Annotated[bool, typer.Option(help="Also measure the base model on the same prompts.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
+) -> None:
+    """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
+    from ..align import AlignRecipe, build_aligned_adapter
+
+    recipe = AlignRecipe(model=model, constitution=constitution, n_harmful=n_harmful,
+                         n_lookalike=n_lookalike, n_benign=n_benign, steps=steps, lr=lr,
+                         batch_size=batch_size, seed=seed, checker=checker)
+    report = build_aligned_adapter(recipe, out, data_dir=data_dir, n_eval=n_eval, baseline=baseline,
+                                   log=lambda m: err.print(m, markup=False))
+    table = Table(title=f"align · {model} · {constitution} · {steps} LoRA steps")
+    for col in ("model", "AdvBench safe_rate [95% CI]", "XSTest over-refusal [95% CI]"):
+        table.add_column(col)
+    rows = [("base", report["baseline"])] if "baseline" in report else []
+    for name, m in [*rows, ("aligned", report["aligned"])]:
+        cells = [m[k] for k in ("safe_rate", "over_refusal")]
+        table.add_row(name, *(f"{c['value']:.3f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}] (n={c['n']})"
+                              for c in cells))
+    console.print(table)
+    console.print(f"targets met: {report['meets_targets']}; wrote {out}/adapter and {out}/report.json",
+                  markup=False)
