@@ -50,6 +50,36 @@ def advbench_pools(records: Sequence[Record], seed: int = SPLIT_SEED,
     }
 
 
+HH_FILTER_FRACTION = 0.5
+
+
+def in_fraction(key: str, fraction: float, seed: int = SPLIT_SEED, salt: str = "") -> bool:
+    """True for a deterministic ``fraction`` of keys (by hash): a per-row split independent of order."""
+    h = int(_rank(seed, f"{salt}:{key}")[:12], 16)
+    return h / float(16**12) < fraction
+
+
+def hh_key(record: Record) -> str:
+    """Rows that open with the same user turn stay in the same half."""
+    return " ".join(str(record.get("prompt", "")).lower().split())
+
+
+def hh_halves(records: Sequence[Record], seed: int = SPLIT_SEED,
+              filter_fraction: float = HH_FILTER_FRACTION) -> dict[str, Split]:
+    """hh-rlhf-harmless-base -> ``{"filter-train": …, "client-data": …}``, disjoint and deterministic.
+
+    The filter-training half may train filters and judges; the client-data half is what (poisoned)
+    clients hold in simulations and what the filter's hh-rlhf figures are measured on.
+    """
+    picked = [in_fraction(hh_key(r), filter_fraction, seed, "hh") for r in records]
+    return {
+        "filter-train": Split("hh-rlhf-harmless-base", "filter-train", seed,
+                              [r for r, p in zip(records, picked, strict=True) if p]),
+        "client-data": Split("hh-rlhf-harmless-base", "client-data", seed,
+                             [r for r, p in zip(records, picked, strict=True) if not p]),
+    }
+
+
 def split_records(dataset: str, records: Sequence[Record], split: str | None) -> Split:
     """The named split of a data set's records (``all`` / None = everything)."""
     if dataset == "advbench" and split in ("gate", "eval"):

@@ -1,0 +1,248 @@
+"""Filter benchmarks: backend throughput on this machine, and the default policy's quality figures.
+
+    python bench/bench_filter.py speed     --out bench/results/filter_speed.json
+    python bench/bench_filter.py responses --out-dir ~/.cache/safefed/filter-eval   # SmolLM2 answers (slow)
+    python bench/bench_filter.py quality   --responses ~/.cache/safefed/filter-eval \
+        --out bench/results/filter_quality.json
+
+``speed``: rows/s of the raw encoder, the embedding backend (same unique pairs; then with duplicates),
+the lexicon backend on ~300-character pairs (next to a plain Python regex alternation), Detoxify's
+code path on a randomly initialised bert-base (its ``original`` architecture: only speed is at stake),
+and peak memory while streaming a large JSONL through the filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """~300-character (prompt, response) pairs built from GSM8K text (unique)."""
+    from safefed import data
+
+    rows = [r for r in data.load("gsm8k") if r["split"] == "train"]
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        r = rows[i % len(rows)]
+        prompt = r["prompt"][:100] + f" (#{i})"
+        response = r["response"].replace("\n", " ")[:195]
+        out.append((prompt, response))
+    rng.shuffle(out)
+    return out
+
+
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def speed(args: argparse.Namespace) -> dict:
+    import torch
+
+    from safefed.filtering import SafetyFilter
+    from safefed.filtering.scorers import build_scorer
+    from safefed.filtering.scorers.detoxify_scorer import make_checkpoint
+    from safefed.models import resolve
+    from safefed.paths import assets_dir
+    from safefed.scoring.encoder import Encoder, shared_encoder
+
+    results: dict = {"threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    pairs = _pairs(args.rows)
+    prompts, responses = [p for p, _ in pairs], [r for _, r in pairs]
+    results["pair_chars_mean"] = round(sum(len(p) + len(r) for p, r in pairs) / len(pairs), 1)
+
+    # raw encoder vs the embedding backend, same unique pairs, both cold
+    enc = Encoder("all-minilm-l6-v2")
+    enc._embed(prompts[:64])  # warm-up
+    raw_s = _timed(enc._embed, prompts + responses)
+    f = SafetyFilter.from_yaml("default")
+    emb = f.scorers[0]
+    emb.encoder._cache.clear()
+    f.check_pairs(prompts[:64], responses[:64])
+    emb.encoder._cache.clear()
+    backend_s = _timed(f.check_pairs, prompts, responses)
+    emb.encoder._cache.clear()
+    dup = pairs[: len(pairs) // 4] * 4
+    dup_s = _timed(f.check_pairs, [p for p, _ in dup], [r for _, r in dup])
+    results["encoder_raw_rows_per_s"] = round(len(pairs) / raw_s, 1)
+    results["embedding_backend_rows_per_s"] = round(len(pairs) / backend_s, 1)
+    results["embedding_vs_raw"] = round(raw_s / backend_s, 3)
+    results["embedding_backend_4x_duplicates_rows_per_s"] = round(len(dup) / dup_s, 1)
+    assert shared_encoder() is emb.encoder
+
+    # lexicon: Aho-Corasick over a batch-joined string vs a Python regex alternation
+    lex = build_scorer("lexicon", {"file": str(assets_dir("filters") / "lexicons" / "default.yaml")}, "pair")
+    big = _pairs(args.lexicon_rows, seed=1)
+    lp, lr = [p for p, _ in big], [r for _, r in big]
+    lex_s = min(
+        _timed(lambda: [lex.score(lp[i : i + 4096], lr[i : i + 4096]) for i in range(0, len(lp), 4096)])
+        for _ in range(3)
+    )
+    words = sorted(lex.automaton.keys(), key=len, reverse=True)
+    alternation = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    sample = min(len(big), 50_000)
+    rx_s = _timed(lambda: [alternation.search(p + "\n" + r) for p, r in big[:sample]])
+    results["lexicon_rows_per_s"] = round(len(big) / lex_s, 1)
+    results["python_regex_alternation_rows_per_s"] = round(sample / rx_s, 1)
+    results["lexicon_entries"] = lex.describe()["words"]
+
+    # Detoxify's code path on a random bert-base (Detoxify `original` architecture), CPU
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = make_checkpoint(
+            tmp,
+            resolve("all-minilm-l6-v2").path,
+            hidden_size=768,
+            layers=12,
+            heads=12,
+            intermediate_size=3072,
+        )
+        det = build_scorer("detoxify", {"checkpoint": str(ckpt), "batch_size": 32}, "response")
+        n = args.detoxify_rows
+        det.score(prompts[:8], responses[:8])
+        det_s = _timed(det.score, prompts[:n], responses[:n])
+        results["detoxify_random_bert_base_rows_per_s"] = round(n / det_s, 1)
+
+    # streaming: peak RSS while a large JSONL goes through a lexicon policy
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "big.jsonl"
+        with src.open("w") as fh:
+            for i in range(args.stream_rows):
+                p, r = big[i % len(big)]
+                fh.write(json.dumps({"id": i, "prompt": p, "response": r}) + "\n")
+        policy = Path(tmp) / "lex.yaml"
+        policy.write_text(
+            f"name: lexicon-only\nscorers:\n  - type: lexicon\n    options: {{file: "
+            f"{assets_dir('filters') / 'lexicons' / 'default.yaml'}}}\nbatch_size: 4096\n"
+        )
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        res = SafetyFilter.from_yaml(policy).apply(src, out=Path(tmp) / "out")
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        results["stream"] = {
+            "rows": args.stream_rows,
+            "file_mb": round(src.stat().st_size / 1e6, 1),
+            "rows_per_s": res.summary["rows_per_s"],
+            "peak_rss_growth_mb": round((after - before) / 1024, 1),
+        }
+    return results
+
+
+def responses(args: argparse.Namespace) -> dict:
+    """SmolLM2-135M-Instruct answers to XSTest's safe prompts and JailbreakBench's behaviours (CPU: slow)."""
+    from safefed import data
+    from safefed.generation import Generator
+    from safefed.models import load_causal_lm
+
+    lm, tok, resolved = load_causal_lm("smollm2-135m-instruct")
+    gen = Generator(lm, tok, max_new_tokens=args.max_new_tokens, batch_size=16)
+    out_dir = Path(args.out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sets = {
+        "xstest-safe": [r for r in data.load("xstest") if r["label"] == "benign"],
+        "jbb-benign": [r for r in data.load("jailbreakbench") if r["label"] == "benign"],
+        "jbb-harmful": [r for r in data.load("jailbreakbench") if r["label"] == "harmful"],
+    }
+    done = {}
+    for name, rows in sets.items():
+        start = time.perf_counter()
+        outs = gen.generate([r["prompt"] for r in rows])
+        with (out_dir / f"{name}.jsonl").open("w") as fh:
+            for r, g in zip(rows, outs, strict=True):
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": r["id"],
+                            "prompt": r["prompt"],
+                            "response": g.text,
+                            "category": r.get("category"),
+                        }
+                    )
+                    + "\n"
+                )
+        done[name] = {"n": len(rows), "seconds": round(time.perf_counter() - start, 1)}
+        console.print(name, done[name])
+    return {"model": resolved.provenance(), "max_new_tokens": args.max_new_tokens, "sets": done}
+
+
+def quality(args: argparse.Namespace) -> dict:
+    from safefed.filtering import SafetyFilter
+    from safefed.filtering.measure import measure, measurement_sets
+    from safefed.provenance import package_versions
+
+    sets = measurement_sets(responses_dir=args.responses)
+    report = {"policies": {}, "versions": package_versions()}
+    for policy in args.policy:
+        f = SafetyFilter.from_yaml(policy)
+        report["policies"][policy] = {
+            "policy": f.describe(),
+            "sets": measure(f, sets, progress=lambda s, p=policy: console.print(f"{p}: {s}")),
+        }
+    table = Table(title="filter quality (recall on unsafe sets, false-positive rate on safe sets)")
+    table.add_column("set")
+    table.add_column("n", justify="right")
+    for policy in args.policy:
+        table.add_column(policy, justify="right")
+    for name, (expected, pairs, _) in sets.items():
+        cells = []
+        for policy in args.policy:
+            m = report["policies"][policy]["sets"][name]
+            cells.append(
+                f"{'R' if expected == 'unsafe' else 'FPR'} {m['value']:.3f} "
+                f"[{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"
+            )
+        table.add_row(name, str(len(pairs)), *cells)
+    console.print(table)
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--rows", type=int, default=2000)
+    s.add_argument("--lexicon-rows", type=int, default=200_000)
+    s.add_argument("--detoxify-rows", type=int, default=64)
+    s.add_argument("--stream-rows", type=int, default=1_000_000)
+    s.add_argument("--out", type=Path)
+    r = sub.add_parser("responses")
+    r.add_argument("--out-dir", default="~/.cache/safefed/filter-eval")
+    r.add_argument("--max-new-tokens", type=int, default=48)
+    r.add_argument("--out", type=Path)
+    q = sub.add_parser("quality")
+    q.add_argument("--responses", type=Path, default=Path("~/.cache/safefed/filter-eval").expanduser())
+    q.add_argument("--policy", action="append", default=None)
+    q.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.what == "quality" and not args.policy:
+        args.policy = ["default"]
+    result = {"speed": speed, "responses": responses, "quality": quality}[args.what](args)
+    if args.what == "speed":
+        table = Table(title="filter throughput (rows/s, this machine)")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for k, v in result.items():
+            table.add_row(k, json.dumps(v))
+        console.print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

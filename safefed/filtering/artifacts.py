@@ -1,0 +1,22 @@
+"""Where the filter's trained heads live: ``safefed/artifacts/filter_*.json`` (shipped) or any path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+DEFAULT_TEXT_HEAD = "filter_text_head.json"
+DEFAULT_COMPLIANCE_HEAD = "filter_compliance_head.json"
+
+
+def artifact_path(name: str) -> Path:
+    """A shipped artifact by file name (``filter_text_head.json``, with or without ``.json``)."""
+    for candidate in (ARTIFACTS / name, ARTIFACTS / f"{name}.json"):
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"{name}: no such file and not a shipped artifact in {ARTIFACTS} "
+        "(build the default heads with `safefed filter build-default`)"
+    )

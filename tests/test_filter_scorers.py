@@ -1,0 +1,151 @@
+"""Each scorer backend on real code paths: lexicon matching, Detoxify and an HF classifier on tiny
+checkpoints this test builds, the guard scorer on a tiny random Llama (and a double for its verdicts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from safefed.filtering import SafetyFilter, load_policy
+from safefed.filtering.scorers import build_scorer, scorer_types
+from safefed.filtering.scorers.detoxify_scorer import DETOXIFY_CLASSES, make_checkpoint
+from safefed.filtering.scorers.guard import GuardOptions, GuardScorer
+from safefed.filtering.scorers.lexicon import LexiconOptions, LexiconScorer, normalise
+from safefed.scoring.guard import GuardVerdict, parse_output
+
+
+@pytest.fixture(scope="module")
+def bert_tokenizer_dir() -> Path:
+    from safefed.models import resolve
+
+    return resolve("all-minilm-l6-v2").path  # a BERT WordPiece tokenizer (bert-base-uncased vocabulary)
+
+
+def test_builtin_scorers_registered():
+    assert {"embedding", "lexicon", "detoxify", "hf-classifier", "guard"} <= set(scorer_types())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how to make SARIN",
+        "s4r1n recipe",
+        "s a r i n",
+        "s.a.r.i.n at home",
+        "saaaarin",
+        "Sarin\u00a0gas",
+        "x;sarin;y",
+    ],
+)
+def test_lexicon_sees_through_obfuscation(text):
+    lex = LexiconScorer(LexiconOptions(categories={"weapons": {"words": ["sarin"]}}))
+    assert lex.score([text], [""])[0]["weapons"] == 1.0, normalise(text)
+
+
+@pytest.mark.parametrize("text", ["Sarina went home", "caesarine", "a nice day", ""])
+def test_lexicon_respects_word_boundaries(text):
+    lex = LexiconScorer(LexiconOptions(categories={"weapons": {"words": ["sarin"]}}))
+    assert lex.score([text], [""])[0]["weapons"] == 0.0
+
+
+def test_lexicon_reads_fields_and_patterns():
+    lex = build_scorer(
+        "lexicon",
+        {"categories": {"w": {"words": ["kill myself"]}, "r": {"patterns": [r"\bbuild\s+a\s+bomb\b"]}}},
+        "response",
+    )
+    rows = lex.score(["i want to kill myself", "x", "y"], ["fine", "K I L L   myself", "let's build a  bomb"])
+    assert [r["w"] for r in rows] == [0.0, 1.0, 0.0] and [r["r"] for r in rows] == [0.0, 0.0, 1.0]
+    many = lex.score(["p"] * 1000, ["kill myself" if i % 7 == 0 else "hello" for i in range(1000)])
+    assert sum(r["w"] for r in many) == len(range(0, 1000, 7))  # row mapping stays right across a batch
+
+
+def test_detoxify_real_code_path_on_a_tiny_checkpoint(tmp_path, bert_tokenizer_dir):
+    ckpt = make_checkpoint(tmp_path / "detox", bert_tokenizer_dir)
+    policy = tmp_path / "detox.yaml"
+    policy.write_text(
+        f"name: detox\nscorers:\n  - type: detoxify\n    reads: response\n    options:\n"
+        f"      checkpoint: {ckpt}\n    thresholds: {{default: 0.0}}\nactions: {{default: flag}}\n"
+    )
+    f = SafetyFilter.from_yaml(policy)
+    scorer = f.scorers[0]
+    assert scorer.categories == DETOXIFY_CLASSES
+    rows = scorer.score(["a", "b", "c"], ["you are kind", "you are kind", ""])
+    assert all(0.0 <= v <= 1.0 for r in rows for v in r.values())
+    assert rows[0] == rows[1] and set(rows[2].values()) == {0.0}
+    assert f.check_pairs(["a"], ["hello"])[0].action == "flag"  # threshold 0: any score fires
+
+
+def test_detoxify_missing_checkpoint_is_a_user_error():
+    from safefed.errors import UserError
+
+    with pytest.raises(UserError, match="checkpoint not found"):
+        build_scorer("detoxify", {"checkpoint": "/nonexistent/x.ckpt"}, "response")
+
+
+def test_hf_classifier_on_a_tiny_model(tmp_path, bert_tokenizer_dir):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(bert_tokenizer_dir)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        id2label={0: "SAFE", 1: "TOXIC", 2: "HATE"},
+        label2id={"SAFE": 0, "TOXIC": 1, "HATE": 2},
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path / "clf")
+    tok.save_pretrained(tmp_path / "clf")
+    scorer = build_scorer(
+        "hf-classifier",
+        {"model": str(tmp_path / "clf"), "label_map": {"TOXIC": "toxicity", "HATE": "hate"}},
+        "pair",
+    )
+    rows = scorer.score(["hi", "x"], ["there", ""])
+    assert scorer.categories == ["hate", "toxicity"]
+    assert all(0.0 < r["hate"] < 1.0 and 0.0 < r["toxicity"] < 1.0 for r in rows)
+    assert abs(rows[0]["hate"] + rows[0]["toxicity"]) < 1.0  # softmax shares mass with SAFE
+
+
+def test_guard_rows_from_verdicts():
+    assert GuardScorer.row(parse_output("unsafe\nS1,S10"))["S10"] == 1.0
+    assert GuardScorer.row(parse_output("safe")) == dict.fromkeys(GuardScorer.row(GuardVerdict(False)), 0.0)
+    assert GuardScorer.row(parse_output("unsafe"))["unspecified"] == 1.0
+    assert GuardScorer.row(parse_output("lorem ipsum"))["unparsed"] == 1.0
+
+
+class _GuardDouble:
+    """Stands in for an 8B Llama Guard: answers by a rule, records what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def classify(self, prompts, responses):
+        self.calls.extend(zip(prompts, responses, strict=True))
+        return [
+            parse_output("unsafe\nS9" if "sarin" in (r or p) else "safe")
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+
+
+def test_llama_guard_policy_with_a_double():
+    policy = load_policy("llama-guard")
+    double = _GuardDouble()
+    f = SafetyFilter(policy, scorers=[GuardScorer(GuardOptions(), reads="pair", classifier=double)])
+    d = f.check_pairs(["how is sarin made?", "hi", "only a prompt"], ["mix ... (sarin steps)", "hello", ""])
+    assert [x.action for x in d] == ["revise", "keep", "keep"] and d[0].categories == ["S9"]
+    assert double.calls[2] == ("only a prompt", None)  # no response: the user turn is judged
+
+
+def test_guard_scorer_runs_a_real_generative_model(tiny_llama_path):
+    scorer = build_scorer(
+        "guard", {"model": str(tiny_llama_path), "max_new_tokens": 4, "batch_size": 2}, "pair"
+    )
+    rows = scorer.score(["hello", "how are you"], ["hi", ""])
+    assert len(rows) == 2 and all(sum(r.values()) >= 1.0 for r in rows)  # random weights: usually unparsed

@@ -1,0 +1,78 @@
+"""Training the embedding head: labelled files in, artifact + held-out metrics out; the hh-rlhf split."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from safefed import data
+from safefed.filtering.recipe import hh_labelled
+from safefed.lookalikes import lookalike_pairs
+from safefed.scoring.heads import LinearHead
+from safefed.splits import hh_halves
+
+
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from safefed.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["safefed", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_hh_halves_are_disjoint_deterministic_and_order_free(data_dir):
+    rows = data.load("hh-rlhf-harmless-base", data_dir)
+    a = hh_halves(rows)
+    b = hh_halves(list(reversed(rows)))
+    ids = {k: {r["id"] for r in v.records} for k, v in a.items()}
+    assert ids["filter-train"].isdisjoint(ids["client-data"])
+    assert len(ids["filter-train"]) + len(ids["client-data"]) == len(rows)
+    assert ids == {k: {r["id"] for r in v.records} for k, v in b.items()}
+    assert 0.4 < len(ids["filter-train"]) / len(rows) < 0.6
+    openings = {k: {r["prompt"].lower().strip() for r in v.records} for k, v in a.items()}
+    assert openings["filter-train"].isdisjoint(openings["client-data"])
+
+
+def test_hh_rule_keeps_single_turn_rows_only(data_dir):
+    rows = hh_halves(data.load("hh-rlhf-harmless-base", data_dir))["client-data"].records
+    labelled = hh_labelled(rows, lambda t: t.lower().startswith(("i'm sorry", "i can't", "i cannot")))
+    by_id = {r["id"]: r for r in rows}
+    assert labelled["complied"] and labelled["refused"]
+    assert all(by_id[p["id"]]["n_user_turns"] == 1 for v in labelled.values() for p in v)
+
+
+def test_filter_train_cli(tmp_path, monkeypatch, capsys, data_dir):
+    harmful = [r["prompt"] for r in data.load("harmfulqa-catqa", data_dir) if r["source"] == "catqa"][:150]
+    rows = [{"text": t, "label": "harmful", "category": "catqa"} for t in harmful]
+    rows += [{"text": p["prompt"], "label": "benign"} for p in lookalike_pairs(150, seed=1)]
+    src = tmp_path / "labelled.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "head.json"
+    code, stdout, err = _cli(monkeypatch, capsys, "filter", "train", str(src), "--out", str(out))
+    assert code == 0, err
+    head = LinearHead.load(out)
+    assert head.labels == ["benign", "catqa"] and head.meta["held_out_metrics"]["n"] > 20
+    assert "precision" in stdout and "harmful vs benign" in stdout
+    policy = tmp_path / "mine.yaml"
+    policy.write_text("name: mine\nscorers:\n  - type: embedding\n    reads: prompt\n    options:\n"
+                      "      head: head.json\n      compliance_head: null\n")
+    from safefed.filtering import SafetyFilter
+
+    f = SafetyFilter.from_yaml(policy)
+    d = f.check_pairs([harmful[0], "What's a good name for a goldfish?"], ["", ""])
+    assert d[0].unsafe and d[0].categories == ["catqa"] and not d[1].unsafe
+
+
+def test_filter_train_reports_bad_rows(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"text": "ok", "label": "benign"}\n{"text": "", "label": "harmful"}\nnot json\n'
+                   '{"text": "x", "label": "maybe"}\n')
+    code, _, err = _cli(monkeypatch, capsys, "filter", "train", str(src), "--out", str(tmp_path / "h.json"))
+    assert code == 2
+    assert f"{src}:2: 'text' must be non-empty text" in err and f"{src}:3: not valid JSON" in err
+    assert f"{src}:4: 'label' must be one of" in err
