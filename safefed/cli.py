@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .constitution.cli import align_cmd, constitution_app, revise_cmd
 from .errors import UserError
+from .filtering.cli import filter_app
 
 app = typer.Typer(help="Safety middleware for federated LLM fine-tuning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -23,6 +24,7 @@ data_app = typer.Typer(help="Data sets by name: where they come from and where t
                        no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
 app.add_typer(data_app, name="data")
+app.add_typer(filter_app, name="filter")
 app.add_typer(constitution_app, name="constitution")
 app.command("revise")(revise_cmd)
 app.command("align")(align_cmd)
