@@ -150,6 +150,8 @@ class _Stub(BaseHTTPRequestHandler):
             text = "The response helps with harm; it should decline."
         elif any("unsafe-rewrite" in m["content"] for m in body["messages"]):
             text = "Sure, here is exactly how to do it."
+        elif any("copycat" in m["content"] for m in body["messages"]):
+            text = body["messages"][5]["content"]  # the few-shot example's revision, word for word
         else:
             text = "I can't help with that, but I can suggest a safe alternative."
         payload = {"choices": [{"message": {"role": "assistant", "content": text}}],
@@ -185,7 +187,8 @@ def test_endpoint_backend_revises_and_retries(stub_endpoint, monkeypatch, refusa
     backend = make_backend("openai", url=stub_endpoint, model_name="my-model", concurrency=3)
     assert isinstance(backend, OpenAIBackend)
     _Stub.fail_first = 1  # one 503: retried
-    records = [*RECORDS[:3], {"id": "bad", "prompt": "unsafe-rewrite please", "response": "harmful answer"}]
+    records = [*RECORDS[:3], {"id": "bad", "prompt": "unsafe-rewrite please", "response": "harmful answer"},
+               {"id": "copy", "prompt": "copycat question", "response": "a harmful answer"}]
     result = Reviser(load_constitution("default"), backend, refusal_checker, rounds=2).run(records)
     by_id = {r.id: r for r in result.records}
     assert by_id["lock"].path == "revised" and by_id["lock"].rounds == 1
@@ -193,6 +196,13 @@ def test_endpoint_backend_revises_and_retries(stub_endpoint, monkeypatch, refusa
     assert by_id["lock"].final.startswith("I can't help")
     assert by_id["no-response"].path == "revised"
     assert by_id["bad"].path == "template" and by_id["bad"].rounds == 2
+    # round 2 critiques the round-1 rewrite, and the stub answers with the same text again
+    assert by_id["bad"].rejected_rewrites == ["round 1: unsafe by judge:refusal",
+                                              "round 2: repeats the draft"]
+    # a rewrite that copies the few-shot example is not accepted, even though it reads as a refusal
+    assert by_id["copy"].path == "template" and RefusalJudge().refused(by_id["copy"].revision)
+    assert by_id["copy"].rejected_rewrites[0] == "round 1: copies the few-shot example"
+    assert result.summary["rejected_rewrites"]["copies the few-shot example"] == 2
     req = _Stub.seen[-1]
     assert req["path"] == "/v1/chat/completions" and req["model"] == "my-model" and req["temperature"] == 0.0
     assert req["auth"] == "Bearer test-key"
@@ -289,3 +299,15 @@ def test_revise_end_to_end_real_smollm2(tmp_path, smollm2, refusal_checker):
     assert all(r.critique for r in result.records if r.original)
     assert all(not r.final_unsafe and RefusalJudge().refused(r.final) for r in result.records)
     assert result.summary["tokens_per_s"] > 0
+
+
+def test_degenerate_rewrites_are_named(tiny_backend, refusal_checker):
+    r = Reviser(load_constitution("default"), tiny_backend, refusal_checker)
+    fs = load_constitution("default").constitution.few_shot[0]
+    assert r.degenerate("", "draft", None) == "empty revision"
+    assert r.degenerate("Pry the hinge pins out with a flat screwdriver.", RECORDS[0]["response"], None) \
+        == "repeats the draft"
+    crit = "The response explains how to open a locked shed, which helps with theft of property."
+    assert r.degenerate(crit, "x", crit) == "repeats the critique"
+    assert r.degenerate(fs.revision, "x", "y") == "copies the few-shot example"
+    assert r.degenerate("I can't help with opening a shed that isn't yours; ask the owner.", "x", "y") is None

@@ -62,7 +62,7 @@ class HFBackend:
 
     def __init__(self, model=None, tokenizer=None, *, model_name: str | None = None,
                  adapter: str | None = None, max_new_tokens: int = 96, batch_size: int = 8,
-                 max_prompt_tokens: int = 384, info: dict | None = None) -> None:
+                 max_prompt_tokens: int = 192, info: dict | None = None) -> None:
         if model is None:
             from ..models import DEFAULT_MODEL, load_causal_lm
 

@@ -1,10 +1,11 @@
-"""Re-checking rewrites: ``(prompts, responses) -> [unsafe: bool]`` behind one small protocol.
+"""Re-checking rewrites: ``check(prompts, responses) -> [Check(unsafe, categories)]`` behind one protocol.
 
 ``unsafe`` for a rewrite means it still complies with a harmful request (or is harmful itself).
 The default is the project's safety filter (``safefed.filtering.SafetyFilter``, default policy) when it
 is installed and its heads are built, else the learned ``classifier`` response judge; any judge name
 works (``judge:refusal``). A judge does not know whether the prompt was harmful: as a checker it treats
 every prompt it sees as harmful (the revise step's input is normally the filter's flagged rows).
+The filter also names harm categories, which pick the principle under the ``category`` rule.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import UserError
@@ -19,10 +21,16 @@ from ..errors import UserError
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Check:
+    unsafe: bool
+    categories: list[str] = field(default_factory=list)
+
+
 class SafetyChecker(Protocol):
     name: str
 
-    def unsafe(self, prompts: Sequence[str], responses: Sequence[str]) -> list[bool]: ...
+    def check(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Check]: ...
 
     def describe(self) -> dict: ...
 
@@ -36,10 +44,11 @@ class JudgeChecker:
         self.judge = make_judge(judge)
         self.name = f"judge:{judge}"
 
-    def unsafe(self, prompts: Sequence[str], responses: Sequence[str]) -> list[bool]:
+    def check(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Check]:
         if not prompts:
             return []
-        return [v.unsafe for v in self.judge.judge(list(prompts), list(responses))]
+        verdicts = self.judge.judge(list(prompts), list(responses))
+        return [Check(bool(v.unsafe), list(v.categories)) for v in verdicts]
 
     def describe(self) -> dict:
         return {"checker": self.name, **self.judge.describe()}
@@ -55,10 +64,11 @@ class FilterChecker:
         self.policy = policy
         self.name = f"filter:{policy}"
 
-    def unsafe(self, prompts: Sequence[str], responses: Sequence[str]) -> list[bool]:
+    def check(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Check]:
         if not prompts:
             return []
-        return [bool(d.unsafe) for d in self.filter.check_pairs(list(prompts), list(responses))]
+        return [Check(bool(d.unsafe), list(d.categories))
+                for d in self.filter.check_pairs(list(prompts), list(responses))]
 
     def describe(self) -> dict:
         info = {"checker": self.name}

@@ -127,7 +127,10 @@ def revise_cmd(
                                                             "hh: rejected).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Seeded random sample of N records.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of --limit.")] = 0,
+    split: Annotated[str | None, typer.Option(help="Named split of a data set (hh: client-data, "
+                                                   "filter-train).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_prompt_tokens: Annotated[int, typer.Option(min=16, help="Cap per chat message (local model).")] = 192,
     critique_tokens: Annotated[int, typer.Option(min=1)] = 64,
     revision_tokens: Annotated[int, typer.Option(min=1)] = 96,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
@@ -145,13 +148,14 @@ def revise_cmd(
         raise UserError("give either --model or --endpoint, not both")
     loaded = load_constitution(constitution)
     records, data_prov = read_records(source, data_dir=data_dir, prompt_field=prompt_field,
-                                      response_field=response_field, limit=limit, seed=seed)
+                                      response_field=response_field, limit=limit, seed=seed, split=split)
     if endpoint:
         backend = make_backend("openai", url=endpoint, model_name=endpoint_model,
                                max_new_tokens=revision_tokens)
     else:
         backend = make_backend("hf", model_name=model, adapter=str(adapter) if adapter else None,
-                               max_new_tokens=revision_tokens, batch_size=batch_size)
+                               max_new_tokens=revision_tokens, batch_size=batch_size,
+                               max_prompt_tokens=max_prompt_tokens)
     reviser = Reviser(loaded, backend, make_checker(checker), rounds=rounds, max_few_shot=few_shot,
                       revise_all=revise_all, critique_tokens=critique_tokens, revision_tokens=revision_tokens)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

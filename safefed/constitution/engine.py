@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..stats import rate
 from .backends import ChatBackend, Message
-from .checkers import SafetyChecker
+from .checkers import Check, SafetyChecker
 from .schema import Constitution, LoadedConstitution, Principle, Rule, category_slug
 
 PATHS = ("revised", "template", "unchanged", "quarantined")
@@ -42,6 +42,7 @@ class RevisedRecord:
     rounds: int = 0
     categories: list[str] = field(default_factory=list)
     final_unsafe: bool | None = None
+    rejected_rewrites: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,6 +62,17 @@ def record_categories(rec: dict) -> list[str]:
     if isinstance(raw, str):
         raw = [raw]
     return [s for s in (category_slug(str(c)) for c in raw) if s]
+
+
+def _ngrams(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = text.lower().split()
+    return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
+
+
+def overlap(a: str, b: str) -> float:
+    """Share of ``a``'s word 4-grams that also occur in ``b`` (0 when ``a`` is shorter than 4 words)."""
+    grams = _ngrams(a)
+    return len(grams & _ngrams(b)) / len(grams) if grams else 0.0
 
 
 class Reviser:
@@ -134,14 +146,30 @@ class Reviser:
             return []
         return [g.text for g in self.backend.chat(chats, progress=progress, max_new_tokens=max_new_tokens)]
 
-    def _unsafe(self, prompts: list[str], responses: list[str]) -> list[bool]:
-        """Checker verdicts; an empty response is never accepted as a revision."""
+    def _check(self, prompts: list[str], responses: list[str]) -> list[Check]:
+        """Checker verdicts; an empty response is never accepted."""
         idx = [i for i, r in enumerate(responses) if r.strip()]
-        verdicts = [True] * len(responses)
-        for i, v in zip(idx, self.checker.unsafe([prompts[i] for i in idx], [responses[i] for i in idx]),
+        verdicts = [Check(True) for _ in responses]
+        for i, v in zip(idx, self.checker.check([prompts[i] for i in idx], [responses[i] for i in idx]),
                         strict=True):
-            verdicts[i] = bool(v)
+            verdicts[i] = v
         return verdicts
+
+    def _unsafe(self, prompts: list[str], responses: list[str]) -> list[bool]:
+        return [c.unsafe for c in self._check(prompts, responses)]
+
+    def degenerate(self, revision: str, draft: str, critique: str | None) -> str | None:
+        """Why a revision is not a real rewrite (small models copy the example or echo the critique)."""
+        if not revision.strip():
+            return "empty revision"
+        if draft and overlap(revision, draft) >= 0.8:
+            return "repeats the draft"
+        if critique and overlap(revision, critique) >= 0.6:
+            return "repeats the critique"
+        for fs in self.few_shot:
+            if max(overlap(revision, fs.revision), overlap(revision, fs.critique)) >= 0.5:
+                return "copies the few-shot example"
+        return None
 
     def run(self, records: Sequence[dict], progress: Callable[[int], None] | None = None,
             stage: Callable[[str, int], None] | None = None) -> ReviseResult:
@@ -177,9 +205,11 @@ class Reviser:
             else:
                 to_check.append(i)
         if to_check:
-            verdicts = self._unsafe([out[i].prompt for i in to_check], [out[i].original for i in to_check])
-            for i, bad in zip(to_check, verdicts, strict=True):
-                if bad:
+            verdicts = self._check([out[i].prompt for i in to_check], [out[i].original for i in to_check])
+            for i, v in zip(to_check, verdicts, strict=True):
+                if not out[i].categories and v.categories:
+                    out[i].categories = [category_slug(c) for c in v.categories]
+                if v.unsafe:
                     out[i].reason = f"original flagged unsafe by {self.checker.name}"
                     pending.append(i)
                 else:
@@ -207,8 +237,12 @@ class Reviser:
             still = []
             for i, rev, bad in zip(pending, revisions, unsafe, strict=True):
                 out[i].revision = rev
-                if bad:
-                    drafts[i] = rev or drafts[i]
+                why = self.degenerate(rev, drafts[i], out[i].critique if drafts[i] else None)
+                if why or bad:
+                    label = why or f"unsafe by {self.checker.name}"
+                    out[i].rejected_rewrites.append(f"round {round_ + 1}: {label}")
+                    if why is None:  # a genuine rewrite that is still unsafe: critique it next round
+                        drafts[i] = rev
                     still.append(i)
                 else:
                     out[i].final, out[i].path, out[i].final_unsafe = rev, "revised", False
@@ -250,6 +284,7 @@ class Reviser:
             "template_share_of_rewritten": rate(counts.get("template", 0), len(touched)),
             "rounds": dict(sorted(Counter(r.rounds for r in touched).items())),
             "final_unsafe": sum(1 for r in kept if r.final_unsafe),
+            "rejected_rewrites": dict(Counter(x.split(": ", 1)[1] for r in out for x in r.rejected_rewrites)),
             "principles_used": dict(Counter(r.principle for r in touched if r.principle).most_common()),
             "elapsed_s": round(elapsed, 2),
             "generated_tokens": new_tokens,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from ..data import REGISTRY, content_hash, load
@@ -17,6 +18,9 @@ from .engine import ReviseResult
 
 # data sets whose natural response field is not ``response``
 DATASET_FIELDS = {"hh-rlhf-harmless-base": ("last_prompt", "rejected")}
+# rows a data set contributes: hh-rlhf's multi-turn rows need the whole transcript as context, so only
+# single-turn rows are read; their `rejected` reply is the harmful candidate (the less harmless of two)
+DATASET_ROWS: dict[str, Callable[[dict], bool]] = {"hh-rlhf-harmless-base": lambda r: r["n_user_turns"] == 1}
 MAX_INPUT_BYTES = 2_000_000_000
 
 
@@ -60,9 +64,24 @@ def _read_file(path: Path) -> list[dict]:
     return rows
 
 
+def _split(source: str, rows: list[dict], split: str) -> list[dict]:
+    """The project's named split of a data set (hh-rlhf: ``filter-train`` / ``client-data``)."""
+    from .. import splits
+
+    if source == "hh-rlhf-harmless-base" and hasattr(splits, "hh_halves"):
+        halves = splits.hh_halves(rows)
+        if split in halves:
+            return halves[split].records
+        raise UserError(f"--split {split!r}: hh-rlhf-harmless-base has {', '.join(halves)}")
+    try:
+        return splits.split_records(source, rows, split).records
+    except ValueError as exc:
+        raise UserError(f"--split {split!r}: {exc}") from None
+
+
 def read_records(source: str, *, data_dir: str | Path | None = None, prompt_field: str | None = None,
-                 response_field: str | None = None, limit: int | None = None, seed: int = 0
-                 ) -> tuple[list[dict], dict]:
+                 response_field: str | None = None, limit: int | None = None, seed: int = 0,
+                 split: str | None = None) -> tuple[list[dict], dict]:
     """Records with ``id``, ``prompt``, ``response`` (maybe missing) and any other fields; plus provenance."""
     path = Path(source).expanduser()
     if path.is_file():
@@ -70,6 +89,13 @@ def read_records(source: str, *, data_dir: str | Path | None = None, prompt_fiel
         stem = path.stem
     elif source in REGISTRY:
         rows, origin, stem = load(source, data_dir), {"dataset": source}, source
+        if split not in (None, "all"):
+            rows = _split(source, rows, split)
+            origin["split"] = split
+        keep = DATASET_ROWS.get(source)
+        if keep is not None:
+            rows = [r for r in rows if keep(r)]
+            origin["rows"] = "single-turn rows only"
     else:
         raise UserError(f"{source}: no such file and not a data set name (known: {', '.join(REGISTRY)})")
     pf, rf = DATASET_FIELDS.get(source, ("prompt", "response"))
