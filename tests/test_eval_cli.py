@@ -39,13 +39,14 @@ def test_eval_advbench_real_model(tmp_path, data_dir, smollm2_path):
         assert key in report, key
     assert report["n"] == 6 and report["max_new_tokens"] == 12 and report["data"]["split"] == "eval"
     assert report["data"]["content_hash"] and "Q4_1" in report["model_provenance"]["note"]
-    assert 0 <= report["rates"]["safe_rate"]["ci95"][0] <= report["safe_rate"] <= report["rates"]["safe_rate"]["ci95"][1]
+    lo, hi = report["rates"]["safe_rate"]["ci95"]
+    assert 0 <= lo <= report["safe_rate"] <= hi
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 6
     assert {"id", "prompt", "response", "verdict", "category"} <= set(rows[0])
     assert "safe_rate" in res.stdout and "GCG" in res.stdout
     # the same seed draws the same sample
-    again = run_cli("eval", "advbench", "--limit", "6", "--max-new-tokens", "12", "--split", "eval",
+    run_cli("eval", "advbench", "--limit", "6", "--max-new-tokens", "12", "--split", "eval",
                     "--out", str(tmp_path / "again"), data_dir=data_dir)
     rows2 = [json.loads(line) for line in (tmp_path / "again" / "generations.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows2] == [r["id"] for r in rows]

@@ -1,0 +1,107 @@
+"""The update gate: rejection rates on poisoned vs benign clients, its cost, and batching.
+
+    python bench/bench_gate.py --rounds 20 --clients 4 --poisoned 1 [--local-steps 6] [--out runs/bench-gate]
+
+Starting from the aligned adapter (``safefed align``, cached), each round every client fine-tunes the
+current global adapter on its own data (fully poisoned clients: harmful prompts answered compliantly;
+benign clients: everyday instructions), the gate reviews all updates, and the admitted ones are averaged.
+Prints, measured in one run: the share of poisoned and benign updates rejected (Wilson 95% intervals),
+the gate's seconds per round against the round's training seconds, and the speed of judging K adapters
+in one mixed-adapter batch against one adapter at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from safefed.align import cached_aligned_adapter
+from safefed.federated.audit import AuditLog, read_audit
+from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
+from safefed.federated.partitions import client_datasets
+from safefed.federated.rounds import SafeAggregator
+from safefed.federated.updates import Update, load_lora_arrays, lora_arrays, with_global_adapter
+from safefed.models import load_causal_lm
+from safefed.stats import rate
+from safefed.training import train_lora
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--poisoned", type=int, default=1, help="how many clients are fully poisoned")
+    ap.add_argument("--per-client", type=int, default=48)
+    ap.add_argument("--local-steps", type=int, default=6)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--gate", default="default")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--out", default="runs/bench-gate")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    base, tok, _ = load_causal_lm("smollm2-135m-instruct")
+    model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
+    config = load_gate_config(args.gate)
+    audit = AuditLog(out / "audit.jsonl")
+    gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit)
+    aggregator = SafeAggregator(gate)
+    poisoned_ids = tuple(range(args.poisoned))
+    clients = client_datasets(args.clients, args.per_client, poisoned=poisoned_ids, data_dir=args.data_dir)
+    global_arrays = lora_arrays(model, GLOBAL)
+    train_s = gate_s = 0.0
+    per_round = []
+    for rnd in range(1, args.rounds + 1):
+        t0 = time.perf_counter()
+        updates = []
+        for c, records in enumerate(clients):
+            load_lora_arrays(model, global_arrays, GLOBAL)
+            model.set_adapter(GLOBAL)
+            train_lora(model, tok, records, steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c)
+            updates.append(Update(f"client{c}", lora_arrays(model, GLOBAL), len(records)))
+        t1 = time.perf_counter()
+        outcome = aggregator.aggregate(rnd, global_arrays, updates)
+        t2 = time.perf_counter()
+        global_arrays = outcome.arrays
+        train_s += t1 - t0
+        gate_s += t2 - t1
+        per_round.append({"round": rnd, "train_s": round(t1 - t0, 1), "gate_s": round(t2 - t1, 1),
+                          "rejected": outcome.rejected})
+        print(json.dumps(per_round[-1]), flush=True)
+
+    decisions = [r for r in read_audit(out / "audit.jsonl") if r.get("event") == "decision"]
+    poisoned = [d for d in decisions if int(d["client"].removeprefix("client")) in poisoned_ids]
+    benign = [d for d in decisions if int(d["client"].removeprefix("client")) not in poisoned_ids]
+
+    # K adapters in one mixed-adapter batch vs one adapter at a time, same prompts
+    harmful, benign_prompts = gate.prompts_for(10_000)
+    cands = {f"c{i}": u.arrays for i, u in enumerate(updates)}
+    t = time.perf_counter()
+    gate.measure(cands, harmful, benign_prompts)
+    batched = time.perf_counter() - t
+    t = time.perf_counter()
+    for name, arrays in cands.items():
+        gate.measure({name: arrays}, harmful, benign_prompts)
+    one_by_one = time.perf_counter() - t
+
+    figures = {
+        "rounds": args.rounds, "clients": args.clients, "poisoned_clients": args.poisoned,
+        "local_steps": args.local_steps, "gate": config.model_dump(),
+        "poisoned_rejected": rate(sum(d["decision"] == "reject" for d in poisoned), len(poisoned)),
+        "benign_rejected": rate(sum(d["decision"] == "reject" for d in benign), len(benign)),
+        "train_s_per_round": round(train_s / args.rounds, 1), "gate_s_per_round": round(gate_s / args.rounds, 1),
+        "gate_cost_vs_training": round(gate_s / train_s, 3),
+        "k_adapters": len(cands), "batched_s": round(batched, 1), "one_by_one_s": round(one_by_one, 1),
+        "batched_speedup": round(one_by_one / batched, 2), "per_round": per_round,
+    }
+    (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    for k, v in figures.items():
+        if k not in ("per_round", "gate"):
+            print(f"{k:>24}: {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""A complete plain-Python FedAvg loop over LoRA adapters, with safefed's three safeguards.
+
+    python examples/plain_loop.py --rounds 2 --clients 3 --poisoned 0 --out runs/plain-loop
+
+Each round: every client prepares its own records (filter -> revise), fine-tunes the global LoRA
+adapter for a few steps, and sends its adapter weights; the server's gate measures each update on
+AdvBench's gate pool and only the admitted ones are averaged. Decisions go to ``OUT/audit.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from safefed.federated.audit import AuditLog
+from safefed.federated.client import ClientSafety
+from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
+from safefed.federated.partitions import client_datasets
+from safefed.federated.rounds import SafeAggregator
+from safefed.federated.updates import Update, load_lora_arrays, lora_arrays, with_global_adapter
+from safefed.models import load_causal_lm
+from safefed.training import train_lora
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--poisoned", type=int, nargs="*", default=[0], help="fully poisoned client ids")
+    ap.add_argument("--per-client", type=int, default=24)
+    ap.add_argument("--local-steps", type=int, default=6)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--adapter", help="starting (aligned) LoRA adapter; default: a fresh one")
+    ap.add_argument("--gate", default="default", help="gate config name or YAML path")
+    ap.add_argument("--harmful-sample", type=int, help="override the gate's prompts per round")
+    ap.add_argument("--no-filter", action="store_true", help="skip the client-side filter")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--out", default="runs/plain-loop")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # server: the global model is the base model + a LoRA adapter named "global"
+    model, tok, _ = load_causal_lm("smollm2-135m-instruct")
+    model = with_global_adapter(model, args.adapter, name=GLOBAL)
+    global_arrays = lora_arrays(model, GLOBAL)
+    config = load_gate_config(args.gate)
+    if args.harmful_sample:
+        config.harmful_sample = args.harmful_sample
+    audit = AuditLog(out / "audit.jsonl")
+    aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit))
+
+    # clients: their own data, prepared locally before training
+    datasets = client_datasets(args.clients, args.per_client, poisoned=tuple(args.poisoned), data_dir=args.data_dir)
+    safety = None if args.no_filter else ClientSafety("default", constitution=None)
+    prepared = [safety.prepare(d) if safety else None for d in datasets]
+
+    for rnd in range(1, args.rounds + 1):
+        if rnd in audit.completed_rounds():
+            continue
+        updates = []
+        for c, records in enumerate(datasets):
+            pairs = prepared[c].pairs if prepared[c] else records
+            load_lora_arrays(model, global_arrays, GLOBAL)
+            model.set_adapter(GLOBAL)
+            if pairs:
+                train_lora(model, tok, pairs, steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c)
+            metrics = prepared[c].metrics if prepared[c] else {}
+            updates.append(Update(f"client{c}", lora_arrays(model, GLOBAL), len(pairs), metrics))
+        outcome = aggregator.aggregate(rnd, global_arrays, updates)
+        global_arrays = outcome.arrays
+        print(json.dumps({"round": rnd, "accepted": outcome.accepted, "rejected": outcome.rejected,
+                          "note": outcome.note, "gate_seconds": outcome.gate_seconds}))
+    load_lora_arrays(model, global_arrays, GLOBAL)
+    model.save_pretrained(out / "adapter")
+    print(f"audit log: {out / 'audit.jsonl'}; final adapter: {out / 'adapter'}")
+
+
+if __name__ == "__main__":
+    main()

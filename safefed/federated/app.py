@@ -1,0 +1,212 @@
+"""The Flower app safefed runs: LoRA fine-tuning of a causal LM across clients, safeguards switchable.
+
+It lives inside the package (``flwr run`` would ``uv sync`` safefed from a registry where it is not
+published). :func:`make_apps` builds a (ServerApp, ClientApp) pair from a :class:`FedConfig` for
+in-process simulation (``flwr.simulation.run_simulation``); ``server_app`` / ``client_app`` are the
+same apps configured from the run config (``[tool.flwr.app.config]``) for ``flwr run`` and the
+deployment engine (see ``examples/flower``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("fedavg", "fedprox", "median", "trimmed", "krum")
+
+
+class FedConfig(BaseModel):
+    """One federated run. Keys may also come from the Flower run config (dashes or underscores)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = "smollm2-135m-instruct"
+    initial_adapter: str | None = None  # a LoRA folder, "aligned" (safefed align, cached) or None (fresh)
+    num_clients: int = Field(3, ge=1)
+    fraction_train: float = Field(1.0, gt=0, le=1)
+    rounds: int = Field(1, ge=1)
+    local_steps: int = Field(4, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(96, ge=16)
+    per_client: int = Field(24, ge=1)
+    layout: Literal["mixed", "poisoned"] = "poisoned"
+    poisoned: list[int] = [0]
+    harmful_fraction: float = Field(0.3, ge=0, le=1)
+    harmful_source: str = "jailbreakbench-artifacts"
+    seed: int = 0
+    filter_policy: str | None = None
+    constitution: str | None = None
+    gate: str | None = "default"
+    gate_harmful_sample: int | None = None
+    gate_benign_sample: int | None = None
+    strategy: Literal["fedavg", "fedprox", "median", "trimmed", "krum"] = "fedavg"
+    out: str = "runs/flower"
+    data_dir: str | None = None
+
+    @classmethod
+    def from_run_config(cls, run_config: dict, base: FedConfig | None = None) -> FedConfig:
+        values = base.model_dump() if base else {}
+        for key, value in run_config.items():
+            name = key.replace("-", "_")
+            if name in cls.model_fields:
+                if name == "poisoned" and isinstance(value, str):
+                    value = [int(x) for x in value.split(",") if x.strip()]
+                if value in ("", "none") and name in ("initial_adapter", "filter_policy", "constitution", "gate"):
+                    value = None
+                values[name] = value
+        return cls.model_validate(values)
+
+
+# --- shared model cache (one per process: a simulation actor or a SuperNode's ClientApp) ----------
+
+_MODELS: dict = {}
+
+
+def global_model(cfg: FedConfig):
+    """(peft model with adapter "global", tokenizer), loaded once per process."""
+    from ..models import load_causal_lm
+    from .gate import GLOBAL
+    from .updates import with_global_adapter
+
+    key = (cfg.model, cfg.initial_adapter)
+    if key not in _MODELS:
+        base, tok, _ = load_causal_lm(cfg.model)
+        _MODELS[key] = (with_global_adapter(base, resolve_initial_adapter(cfg), name=GLOBAL), tok)
+    return _MODELS[key]
+
+
+def resolve_initial_adapter(cfg: FedConfig) -> str | None:
+    if cfg.initial_adapter == "aligned":
+        from ..align import cached_aligned_adapter
+
+        return str(cached_aligned_adapter(data_dir=cfg.data_dir, log=log.info))
+    return cfg.initial_adapter
+
+
+# --- client ---------------------------------------------------------------------------------------
+
+def client_train(msg: Message, context: Context, cfg: FedConfig) -> Message:
+    """Local round: prepare this client's data (filter -> revise), fine-tune the global adapter, reply."""
+    from ..training import train_lora
+    from .flower import arrays_to_record, prepare_training_data, record_to_arrays
+    from .gate import GLOBAL
+    from .partitions import client_datasets
+    from .updates import load_lora_arrays, lora_arrays
+
+    cfg = FedConfig.from_run_config(context.run_config, cfg)
+    pid = int(context.node_config.get("partition-id", 0))
+    records = client_datasets(cfg.num_clients, cfg.per_client, layout=cfg.layout, poisoned=tuple(cfg.poisoned),
+                              harmful_fraction=cfg.harmful_fraction, harmful_source=cfg.harmful_source,
+                              seed=cfg.seed, data_dir=cfg.data_dir)[pid]
+    model, tok = global_model(cfg)
+    load_lora_arrays(model, record_to_arrays(msg.content["arrays"]), GLOBAL)
+    model.set_adapter(GLOBAL)
+    prepared = prepare_training_data(records, context, model=model, tokenizer=tok,
+                                     default_policy=cfg.filter_policy, default_constitution=cfg.constitution) \
+        if cfg.filter_policy else None
+    pairs = prepared.pairs if prepared else records
+    server_round = int(msg.content["config"].get("server-round", 1))
+    loss = 0.0
+    if pairs:
+        model, stats = train_lora(model, tok, pairs, steps=cfg.local_steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                                  max_length=cfg.max_length, seed=cfg.seed * 1000 + server_round * 10 + pid)
+        loss = stats.losses[-1]
+    metrics = {"num-examples": max(1, len(pairs)), "train-loss": float(loss), "partition-id": pid,
+               "harmful-records": sum(bool(r.get("harmful")) for r in records)}
+    if prepared:
+        metrics.update(prepared.metrics)
+    content = RecordDict({"arrays": arrays_to_record(lora_arrays(model, GLOBAL)), "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+def make_strategy(cfg: FedConfig, n_clients: int):
+    import flwr.serverapp.strategy as s
+
+    common = {"fraction_train": cfg.fraction_train, "fraction_evaluate": 0.0,
+              "min_train_nodes": max(1, round(cfg.fraction_train * n_clients)), "min_available_nodes": n_clients}
+    if cfg.strategy == "fedprox":
+        return s.FedProx(proximal_mu=0.01, **common)
+    if cfg.strategy == "median":
+        return s.FedMedian(**common)
+    if cfg.strategy == "trimmed":
+        return s.FedTrimmedAvg(beta=0.2, **common)
+    if cfg.strategy == "krum":
+        return s.Krum(num_malicious_nodes=len(cfg.poisoned) if cfg.layout == "poisoned" else 0, **common)
+    return s.FedAvg(**common)
+
+
+def server_main(grid: Grid, context: Context, cfg: FedConfig) -> dict:
+    """Run the rounds; writes ``out/audit.jsonl``, ``out/adapter`` and ``out/server.json``."""
+    from .audit import AuditLog
+    from .flower import SafetyGate, arrays_to_record, record_to_arrays
+    from .gate import GLOBAL, UpdateGate, load_gate_config
+    from .updates import load_lora_arrays, lora_arrays
+
+    cfg = FedConfig.from_run_config(context.run_config, cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tok = global_model(cfg)
+    initial = lora_arrays(model, GLOBAL)
+    strategy = make_strategy(cfg, cfg.num_clients)
+    gate = None
+    if cfg.gate:
+        gcfg = load_gate_config(cfg.gate)
+        if cfg.gate_harmful_sample:
+            gcfg.harmful_sample = cfg.gate_harmful_sample
+        if cfg.gate_benign_sample is not None:
+            gcfg.benign_sample = cfg.gate_benign_sample
+        gate = SafetyGate(strategy, UpdateGate(model, tok, gcfg, data_dir=cfg.data_dir,
+                                               audit=AuditLog(out / "audit.jsonl")))
+    result = (gate or strategy).start(grid=grid, initial_arrays=arrays_to_record(initial), num_rounds=cfg.rounds)
+    final = record_to_arrays(result.arrays) if result.arrays is not None else initial
+    load_lora_arrays(model, final, GLOBAL)
+    model.save_pretrained(out / "adapter")
+    summary = {"config": cfg.model_dump(), "rounds": cfg.rounds,
+               "train_metrics": {str(k): dict(v) for k, v in result.train_metrics_clientapp.items()},
+               "gate_history": gate.history if gate else []}
+    (out / "server.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def make_apps(cfg: FedConfig) -> tuple[ServerApp, ClientApp]:
+    """A (ServerApp, ClientApp) pair bound to ``cfg`` (run config keys still override)."""
+    from .flower import safety_mod
+
+    server = ServerApp()
+    client = ClientApp(mods=[safety_mod])
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        server_main(grid, context, cfg)
+
+    @client.train()
+    def _train(msg: Message, context: Context) -> Message:
+        return client_train(msg, context, cfg)
+
+    return server, client
+
+
+def run_simulation(cfg: FedConfig, num_cpus_per_client: int = 2) -> dict:
+    """Run ``cfg`` on Flower's simulation engine, in this process; returns ``out/server.json``'s content."""
+    from flwr.simulation import run_simulation as flwr_run_simulation
+
+    server, client = make_apps(cfg)
+    flwr_run_simulation(server_app=server, client_app=client, num_supernodes=cfg.num_clients,
+                        backend_config={"client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
+                                        "init_args": {"num_cpus": num_cpus_per_client,
+                                                      "include_dashboard": False}})
+    return json.loads((Path(cfg.out) / "server.json").read_text())
+
+
+server_app, client_app = make_apps(FedConfig())

@@ -1,0 +1,87 @@
+"""Client side: prepare a client's local training records before it trains (filter -> revise).
+
+Nothing leaves the client: the filter and the critique-and-revise step run where the data is, and
+only counts are reported (as metrics in the reply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Prepared:
+    """Training pairs (``prompt``, ``response``) and what happened to the input, as flat metrics."""
+
+    pairs: list[dict]
+    metrics: dict[str, int] = field(default_factory=dict)
+    quarantine: list[dict] = field(default_factory=list)
+
+
+class ClientSafety:
+    """Filter a client's records with a policy, then revise what the policy sends to revision.
+
+    ``constitution=None`` disables revision (``revise`` rows are then dropped, and counted). The
+    reviser's LLM is the client's own model (``model``, ``tokenizer``), or any chat backend.
+    """
+
+    def __init__(self, policy: str | Path | None = "default", constitution: str | Path | None = "default", *,
+                 model=None, tokenizer=None, backend=None, revise_rounds: int = 1, seed: int = 0) -> None:
+        from ..filtering import SafetyFilter
+
+        self.policy = policy
+        self.filter = SafetyFilter.from_yaml(policy) if policy else None
+        self.constitution = constitution
+        self.revise_rounds = revise_rounds
+        self.seed = seed
+        self._model, self._tokenizer, self._backend = model, tokenizer, backend
+
+    def _reviser(self):
+        from ..constitution import load_constitution
+        from ..constitution.backends import HFBackend
+        from ..constitution.checkers import FilterChecker, make_checker
+        from ..constitution.engine import Reviser
+
+        backend = self._backend or HFBackend(self._model, self._tokenizer, max_new_tokens=64, batch_size=8)
+        checker = FilterChecker(str(self.policy)) if self.policy else make_checker()
+        return Reviser(load_constitution(self.constitution), backend, checker, rounds=self.revise_rounds,
+                       seed=self.seed, critique_tokens=48, revision_tokens=64)
+
+    def prepare(self, records: Sequence[dict]) -> Prepared:
+        """``records`` with ``prompt`` and ``response`` -> the pairs to train on, plus counts."""
+        records = list(records)
+        metrics = {"safefed-input": len(records), "safefed-kept": len(records), "safefed-flagged": 0,
+                   "safefed-dropped": 0, "safefed-revised": 0, "safefed-template": 0, "safefed-invalid": 0}
+        if self.filter is None:
+            return Prepared([_pair(r) for r in records], metrics)
+        result = self.filter.apply(records)
+        kept = [_pair(r) for r in result.kept]
+        quarantined = list(result.quarantined)
+        metrics["safefed-kept"] = len(kept)
+        metrics["safefed-flagged"] = int(result.summary.get("flagged", 0))
+        metrics["safefed-invalid"] = int(result.summary.get("invalid", 0))
+        to_revise = [q for q in quarantined if q["safefed"]["action"] == "revise"]
+        metrics["safefed-dropped"] = len(quarantined) - len(to_revise)
+        if to_revise and self.constitution is not None:
+            rows = [{"id": str(q.get("id", q["safefed"]["row"])), "prompt": _pair(q)["prompt"],
+                     "response": _pair(q)["response"], "categories": q["safefed"]["categories"],
+                     "action": "revise"} for q in to_revise]
+            revised = self._reviser().run(rows)
+            for r in revised.records:
+                if r.path in ("revised", "template") and r.final:
+                    kept.append({"prompt": r.prompt, "response": r.final})
+                    metrics[f"safefed-{r.path}"] += 1
+                else:
+                    metrics["safefed-dropped"] += 1
+        elif to_revise:
+            metrics["safefed-dropped"] += len(to_revise)
+        return Prepared(kept, metrics, quarantined)
+
+
+def _pair(record: dict) -> dict:
+    """A record (possibly marked by the filter) as a plain (prompt, response) pair."""
+    prompt = record.get("prompt") or record.get("instruction") or record.get("question") or ""
+    response = record.get("response") or record.get("output") or record.get("answer") or ""
+    return {"prompt": str(prompt), "response": str(response)}

@@ -1,0 +1,113 @@
+"""Client updates as named arrays: validity checks, the num-examples cap, FedAvg, LoRA state I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass
+class Update:
+    """One client's candidate: its LoRA adapter weights (or a full-model delta) and what it reported."""
+
+    client: str
+    arrays: Arrays
+    n_examples: int
+    metrics: dict = field(default_factory=dict)
+
+
+def check_update(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
+                 max_norm: float | None = None) -> str | None:
+    """Why ``arrays`` cannot be a valid update of ``reference`` (None if it can).
+
+    Checks keys, shapes, dtypes, finiteness and the L2 norm of the change against ``max_norm``.
+    """
+    missing = sorted(set(reference) - set(arrays))
+    extra = sorted(set(arrays) - set(reference))
+    if missing:
+        return f"invalid: {len(missing)} missing key(s), e.g. {missing[0]}"
+    if extra:
+        return f"invalid: {len(extra)} unexpected key(s), e.g. {extra[0]}"
+    sq = 0.0
+    for name, ref in reference.items():
+        arr = arrays[name]
+        if not isinstance(arr, np.ndarray):
+            return f"invalid: {name} is {type(arr).__name__}, not an array"
+        if arr.shape != ref.shape:
+            return f"invalid: {name} has shape {tuple(arr.shape)}, expected {tuple(ref.shape)}"
+        if arr.dtype != ref.dtype:
+            return f"invalid: {name} has dtype {arr.dtype}, expected {ref.dtype}"
+        if not np.isfinite(arr).all():
+            return f"invalid: {name} holds NaN or Inf"
+        sq += float(np.square(arr.astype(np.float64) - ref.astype(np.float64)).sum())
+    norm = sq**0.5
+    if max_norm is not None and norm > max_norm:
+        return f"invalid: update norm {norm:.3g} exceeds the bound {max_norm:.3g}"
+    return None
+
+
+def update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
+    return float(sum(np.square(arrays[k].astype(np.float64) - reference[k]).sum() for k in reference)) ** 0.5
+
+
+def capped_examples(reported: Sequence[int], cap: int | None = None, factor: float | None = 3.0) -> list[int]:
+    """FedAvg weights clients by their self-reported example counts: bound them.
+
+    Each count is clipped to ``cap`` (absolute) and to ``factor`` x the round's median, so one client
+    cannot buy the average by claiming a huge dataset. Non-positive counts become 1.
+    """
+    counts = [max(1, int(n)) for n in reported]
+    if not counts:
+        return []
+    bound = float("inf")
+    if cap is not None:
+        bound = min(bound, cap)
+    if factor is not None:
+        bound = min(bound, factor * float(np.median(counts)))
+    return [int(min(n, max(1, bound))) for n in counts]
+
+
+def fedavg(updates: Sequence[Arrays], weights: Sequence[float]) -> Arrays:
+    """Weighted average of named arrays (float32 out)."""
+    total = float(sum(weights))
+    out: Arrays = {}
+    for name in updates[0]:
+        acc = sum(w * u[name].astype(np.float64) for u, w in zip(updates, weights, strict=True))
+        out[name] = (acc / total).astype(np.float32)
+    return out
+
+
+def lora_arrays(model, adapter_name: str = "default") -> Arrays:
+    """The adapter's LoRA weights as float32 numpy arrays, keyed as PEFT saves them."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    return {k: v.detach().float().cpu().numpy().copy() for k, v in state.items()}
+
+
+def load_lora_arrays(model, arrays: Mapping[str, np.ndarray], adapter_name: str = "default") -> None:
+    """Load named arrays (as from :func:`lora_arrays`) into adapter ``adapter_name`` of a PeftModel."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in arrays.items()}
+    result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"adapter weights do not fit the model: {unexpected[0]}")
+
+
+def with_global_adapter(model, adapter: str | None = None, *, name: str = "global", r: int = 8,
+                        target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")):
+    """Wrap a base model with the global LoRA adapter: loaded from ``adapter``, or fresh (B = 0, a no-op)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter:
+        return PeftModel.from_pretrained(model, str(adapter), adapter_name=name, is_trainable=True)
+    cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=list(target_modules),
+                     task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg, adapter_name=name)

@@ -1,0 +1,199 @@
+"""The federated core on tiny random Llamas: audit log, validity, caps, rule, gate mechanics, Flower wrapper."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from safefed.federated.audit import AuditLog, read_audit
+from safefed.federated.gate import GLOBAL, GateConfig, GateRule, Measurement, UpdateGate, judge_rule
+from safefed.federated.updates import (
+    Update,
+    capped_examples,
+    check_update,
+    fedavg,
+    load_lora_arrays,
+    lora_arrays,
+    with_global_adapter,
+)
+
+# --- audit log ------------------------------------------------------------------------------------
+
+
+def test_audit_attempts_and_torn_line(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.decision(1, client="a", decision="accept")
+    log.complete(1)
+    log.decision(2, client="a", decision="accept")
+    with path.open("ab") as fh:  # a run killed mid-write leaves a torn line
+        fh.write(b'{"round": 2, "attempt": 1, "event": "deci')
+    assert len(read_audit(path)) == 3
+    resumed = AuditLog(path)
+    assert resumed.completed_rounds() == {1}
+    assert resumed.attempt(2) == 2 and resumed.attempt(3) == 1
+    resumed.decision(2, client="a", decision="reject")
+    rows = read_audit(path)
+    assert [(r["round"], r["attempt"], r["event"]) for r in rows] == [
+        (1, 1, "decision"), (1, 1, "round_complete"), (2, 1, "decision"), (2, 2, "decision")]
+    lines = path.read_text().splitlines()
+    assert lines[3].startswith('{"round": 2, "attempt": 1, "event": "deci')  # never rewritten
+    assert json.loads(lines[4])["attempt"] == 2
+
+
+# --- updates --------------------------------------------------------------------------------------
+
+REF = {"a": np.zeros((2, 3), np.float32), "b": np.ones(4, np.float32)}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda u: u.pop("b"), "missing"),
+    (lambda u: u.update(c=np.zeros(1, np.float32)), "unexpected"),
+    (lambda u: u.update(a=np.zeros((3, 2), np.float32)), "shape"),
+    (lambda u: u.update(a=np.zeros((2, 3), np.float64)), "dtype"),
+    (lambda u: u["a"].__setitem__((0, 0), np.nan), "NaN"),
+    (lambda u: u.update(b=np.full(4, 1e6, np.float32)), "norm"),
+])
+def test_check_update_rejects(change, fragment):
+    upd = {k: v.copy() for k, v in REF.items()}
+    change(upd)
+    reason = check_update(upd, REF, max_norm=100.0)
+    assert reason and reason.startswith("invalid:") and fragment in reason
+    assert check_update({k: v + 0.1 for k, v in REF.items()}, REF, max_norm=100.0) is None
+
+
+def test_num_examples_cap_and_fedavg():
+    assert capped_examples([10, 12, 11, 10_000]) == [10, 12, 11, 34]
+    assert capped_examples([10, 12], cap=11, factor=None) == [10, 11]
+    assert capped_examples([0, -5, 4], factor=None) == [1, 1, 4]
+    avg = fedavg([{"w": np.zeros(2, np.float32)}, {"w": np.ones(2, np.float32)}], [1, 3])
+    assert np.allclose(avg["w"], 0.75) and avg["w"].dtype == np.float32
+
+
+def test_rule_uses_confidence_bounds():
+    rule = GateRule(max_drop=0.1, max_over_refusal_rise=0.2)
+    base = Measurement(28, 32, 2, 16)
+    assert judge_rule(rule, Measurement(25, 32, 2, 16), base) is None  # noise-sized dip passes
+    assert "below the global" in judge_rule(rule, Measurement(8, 32, 2, 16), base)
+    assert "over_refusal" in judge_rule(rule, Measurement(32, 32, 15, 16), base)  # refuses everything
+    assert "floor" in judge_rule(GateRule(floor=0.9, max_drop=None), Measurement(10, 32, 0, 16), base)
+
+
+# --- gate mechanics on a tiny model ---------------------------------------------------------------
+
+@pytest.fixture()
+def tiny_peft(tiny_llama_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    tok = AutoTokenizer.from_pretrained(tiny_llama_path)
+    return with_global_adapter(model, name=GLOBAL, r=2, target_modules=("q_proj", "v_proj")), tok
+
+
+def _perturbed(arrays, seed, scale=0.5):
+    rng = np.random.default_rng(seed)
+    return {k: (v + scale * rng.standard_normal(v.shape)).astype(np.float32) for k, v in arrays.items()}
+
+
+def test_mixed_adapter_batch_equals_one_adapter_at_a_time(tiny_peft, data_dir):
+    model, tok = tiny_peft
+    cfg = GateConfig(harmful_sample=4, benign_sample=2, max_new_tokens=6, judge="refusal")
+    gate = UpdateGate(model, tok, cfg, data_dir=data_dir)
+    g = lora_arrays(model, GLOBAL)
+    cands = {"x": _perturbed(g, 1), "y": _perturbed(g, 2)}
+    harmful, benign = gate.prompts_for(1)
+    prompts = harmful + benign
+    gate.generator.batch_size = 64
+    rows = []
+    gate.generator.generate = _spy(gate.generator.generate, rows)
+    gate.measure({GLOBAL: None, **cands}, harmful, benign)
+    batched_texts = rows[0]
+    assert len(batched_texts) == 3 * len(prompts)
+    for j, arrays in enumerate([g, cands["x"], cands["y"]]):
+        load_lora_arrays(model, arrays, GLOBAL)
+        model.set_adapter(GLOBAL)
+        alone = [x.text for x in gate.generator.generate.__wrapped__(prompts)]
+        assert alone == batched_texts[j * len(prompts):(j + 1) * len(prompts)]
+    assert set(model.peft_config) == {GLOBAL}  # candidate slots removed
+
+
+def _spy(fn, sink):
+    def wrapper(prompts, **kw):
+        out = fn(prompts, **kw)
+        sink.append([g.text for g in out])
+        return out
+
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def test_review_rejects_invalid_and_logs_every_decision(tiny_peft, data_dir, tmp_path):
+    model, tok = tiny_peft
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    cfg = GateConfig(harmful_sample=4, benign_sample=2, max_new_tokens=4, judge="refusal", mode="enforce")
+    gate = UpdateGate(model, tok, cfg, data_dir=data_dir, audit=audit)
+    g = lora_arrays(model, GLOBAL)
+    nan = {k: v.copy() for k, v in g.items()}
+    first = next(iter(nan))
+    nan[first][...] = np.nan
+    wrong = {k: v.copy() for k, v in g.items()}
+    wrong[first] = np.zeros((1, 1), np.float32)
+    extra = {**g, "extra.weight": np.zeros(1, np.float32)}
+    updates = [Update("ok", _perturbed(g, 3, 0.01), 10), Update("nan", nan, 10), Update("shape", wrong, 10),
+               Update("extra", extra, 10_000)]
+    decisions = gate.review(1, g, updates)
+    by = {d.client: d for d in decisions}
+    assert by["ok"].accepted and by["ok"].safe_rate is not None
+    assert not by["nan"].accepted and "NaN" in by["nan"].reason
+    assert not by["shape"].accepted and "shape" in by["shape"].reason
+    assert not by["extra"].accepted and "unexpected" in by["extra"].reason
+    assert by["extra"].n_examples_used == 30  # capped at 3 x the median
+    rows = read_audit(tmp_path / "audit.jsonl")
+    assert len(rows) == 4 and all({"round", "attempt", "client", "decision", "reason", "n_examples", "safe_rate",
+                                   "baseline_safe_rate", "over_refusal", "seconds"} <= set(r) for r in rows)
+
+
+# --- Flower strategy wrapper ----------------------------------------------------------------------
+
+def _reply(node: int, arrays: dict, n: int):
+    import torch
+    from flwr.app import ArrayRecord, Message, Metadata, MetricRecord, RecordDict
+
+    content = RecordDict({"arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in arrays.items()}),
+                          "metrics": MetricRecord({"num-examples": n, "train-loss": 1.0})})
+    meta = Metadata(run_id=1, message_id=f"m{node}", src_node_id=node, dst_node_id=0, reply_to_message_id="i",
+                    group_id="1", created_at=time.time(), ttl=60.0, message_type="train")
+    return Message(content=content, metadata=meta)
+
+
+@pytest.mark.parametrize("name", ["FedAvg", "FedProx", "FedMedian", "FedTrimmedAvg", "Krum"])
+def test_safety_gate_wraps_flower_strategies(tiny_peft, data_dir, tmp_path, name):
+    import flwr.serverapp.strategy as strategies
+    from flwr.app import ArrayRecord
+
+    from safefed.federated.flower import SafetyGate, record_to_arrays
+
+    model, tok = tiny_peft
+    cfg = GateConfig(harmful_sample=3, benign_sample=1, max_new_tokens=3, judge="refusal",
+                     check_aggregate=False)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    gate = UpdateGate(model, tok, cfg, data_dir=data_dir, audit=audit)
+    g = lora_arrays(model, GLOBAL)
+    kwargs = {"num_malicious_nodes": 0} if name == "Krum" else {}
+    wrapped = SafetyGate(getattr(strategies, name)(**kwargs), gate)
+    import torch
+
+    # configure_train remembers the global arrays; the simulation test drives it through Flower itself
+    wrapped._global = record_to_arrays(ArrayRecord({k: torch.from_numpy(v) for k, v in g.items()}))
+    bad = {k: v.copy() for k, v in g.items()}
+    bad[next(iter(bad))][...] = np.inf
+    replies = [_reply(i, _perturbed(g, i, 0.01), 10) for i in (1, 2, 3)] + [_reply(4, bad, 10)]
+    arrays, metrics = wrapped.aggregate_train(1, replies)
+    assert arrays is not None and metrics["safefed-rejected"] == 1 and metrics["safefed-admitted"] == 3
+    assert all(np.isfinite(v).all() for v in record_to_arrays(arrays).values())
+    assert len(replies[0].content["arrays"]) == len(g)  # originals untouched by in-place strategies
+    rows = read_audit(tmp_path / "audit.jsonl")
+    assert rows[-1]["event"] == "round_complete" and rows[-1]["rejected"] == ["4"]
