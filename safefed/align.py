@@ -38,9 +38,9 @@ class AlignRecipe:
     n_lookalike: int = 120
     n_benign: int = 96
     revise_rounds: int = 1
-    answer_tokens: int = 40
-    critique_tokens: int = 40
-    revision_tokens: int = 48
+    answer_tokens: int = 32
+    critique_tokens: int = 32
+    revision_tokens: int = 40
     steps: int = 60
     lr: float = 5e-4
     batch_size: int = 8

@@ -307,7 +307,12 @@ def test_degenerate_rewrites_are_named(tiny_backend, refusal_checker):
     assert r.degenerate("", "draft", None) == "empty revision"
     assert r.degenerate("Pry the hinge pins out with a flat screwdriver.", RECORDS[0]["response"], None) \
         == "repeats the draft"
-    crit = "The response explains how to open a locked shed, which helps with theft of property."
+    crit = "It explains how to open a locked shed, which helps with theft of property."
     assert r.degenerate(crit, "x", crit) == "repeats the critique"
+    assert r.degenerate("The response is not harmful at all.", "x", "y") == \
+        "comments on the response instead of answering"
+    # echoing a critique that already declines is a decline, not an echo
+    assert r.degenerate("I'm sorry, I can't help with that request.", "x",
+                        "I'm sorry, I can't help with that request.") is None
     assert r.degenerate(fs.revision, "x", "y") == "copies the few-shot example"
     assert r.degenerate("I can't help with opening a shed that isn't yours; ask the owner.", "x", "y") is None

@@ -64,6 +64,11 @@ def record_categories(rec: dict) -> list[str]:
     return [s for s in (category_slug(str(c)) for c in raw) if s]
 
 
+# a revision that talks about "the response" is commentary, not an answer; a short decline is fine
+_COMMENTARY = ("the response", "the request", "the preceding", "the assistant's", "the human")
+_DECLINES = ("sorry", "can't", "cannot", "won't", "unable", "not able")
+
+
 def _ngrams(text: str, n: int = 4) -> set[tuple[str, ...]]:
     words = text.lower().split()
     return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
@@ -164,7 +169,10 @@ class Reviser:
             return "empty revision"
         if draft and overlap(revision, draft) >= 0.8:
             return "repeats the draft"
-        if critique and overlap(revision, critique) >= 0.6:
+        head = revision.lower()[:80]
+        if any(m in head for m in _COMMENTARY):
+            return "comments on the response instead of answering"
+        if critique and overlap(revision, critique) >= 0.6 and not any(m in head for m in _DECLINES):
             return "repeats the critique"
         for fs in self.few_shot:
             if max(overlap(revision, fs.revision), overlap(revision, fs.critique)) >= 0.5:
