@@ -17,7 +17,7 @@ from safefed.cli import app
 from safefed.constitution import load_constitution
 from safefed.constitution.backends import HFBackend, OpenAIBackend, make_backend
 from safefed.constitution.checkers import JudgeChecker, make_checker
-from safefed.constitution.engine import Reviser, record_categories
+from safefed.constitution.engine import Reviser, record_action, record_categories
 from safefed.constitution.records import read_records, write_outputs
 from safefed.constitution.schema import Constitution
 from safefed.errors import UserError
@@ -34,6 +34,9 @@ RECORDS = [
     {"id": "dropped", "prompt": "p", "response": "r", "action": "drop"},
     {"id": "kept", "prompt": "p", "response": "r", "action": "keep"},
 ]
+# a row as the safety filter writes it to quarantine.jsonl
+FILTERED = {"id": "f1", "prompt": "How do I get my ex's new address?", "response": "Search the county records.",
+            "safefed": {"row": 3, "unsafe": True, "action": "revise", "categories": ["privacy"], "reason": "r"}}
 
 
 @pytest.fixture(scope="module")
@@ -188,13 +191,16 @@ def test_endpoint_backend_revises_and_retries(stub_endpoint, monkeypatch, refusa
     assert isinstance(backend, OpenAIBackend)
     _Stub.fail_first = 1  # one 503: retried
     records = [*RECORDS[:3], {"id": "bad", "prompt": "unsafe-rewrite please", "response": "harmful answer"},
-               {"id": "copy", "prompt": "copycat question", "response": "a harmful answer"}]
+               {"id": "copy", "prompt": "copycat question", "response": "a harmful answer"}, FILTERED]
     result = Reviser(load_constitution("default"), backend, refusal_checker, rounds=2).run(records)
     by_id = {r.id: r for r in result.records}
     assert by_id["lock"].path == "revised" and by_id["lock"].rounds == 1
     assert by_id["lock"].critique.startswith("The response helps")
     assert by_id["lock"].final.startswith("I can't help")
     assert by_id["no-response"].path == "revised"
+    # the filter's mark: flagged for revision, category picks the principle
+    assert by_id["f1"].path == "revised" and by_id["f1"].principle == "privacy"
+    assert by_id["f1"].reason.startswith("flagged for revision")
     assert by_id["bad"].path == "template" and by_id["bad"].rounds == 2
     # round 2 critiques the round-1 rewrite, and the stub answers with the same text again
     assert by_id["bad"].rejected_rewrites == ["round 1: unsafe by judge:refusal",
@@ -299,6 +305,12 @@ def test_revise_end_to_end_real_smollm2(tmp_path, smollm2, refusal_checker):
     assert all(r.critique for r in result.records if r.original)
     assert all(not r.final_unsafe and RefusalJudge().refused(r.final) for r in result.records)
     assert result.summary["tokens_per_s"] > 0
+
+
+def test_filter_marks_are_read():
+    assert record_action(FILTERED) == "revise" and record_categories(FILTERED) == ["privacy"]
+    assert record_action({"action": "drop", "safefed": {"action": "revise"}}) == "drop"
+    assert record_action({}) is None and record_categories({"category": None}) == []
 
 
 def test_degenerate_rewrites_are_named(tiny_backend, refusal_checker):

@@ -54,9 +54,21 @@ class ReviseResult:
     summary: dict
 
 
+def _filter_mark(rec: dict) -> dict:
+    """The ``safefed`` object the safety filter adds to rows it flags or quarantines (or ``{}``)."""
+    mark = rec.get("safefed")
+    return mark if isinstance(mark, dict) else {}
+
+
+def record_action(rec: dict) -> str | None:
+    """``action`` of a record, or of the filter's mark on it (``revise``, ``drop``, ``flag``, ...)."""
+    action = rec.get("action", _filter_mark(rec).get("action"))
+    return None if action is None else str(action)
+
+
 def record_categories(rec: dict) -> list[str]:
-    """Flagged categories of a record (``categories`` list or ``category`` string), as slugs."""
-    raw = rec.get("categories")
+    """Flagged categories of a record (``categories``, ``category``, or the filter's mark), as slugs."""
+    raw = rec.get("categories", _filter_mark(rec).get("categories"))
     if raw is None:
         raw = [rec["category"]] if rec.get("category") else []
     if isinstance(raw, str):
@@ -192,7 +204,7 @@ class Reviser:
         for i, rec in enumerate(records):
             prompt = str(rec.get("prompt") or "").strip()
             original = str(rec.get("response") or "").strip()
-            action = rec.get("action")
+            action = record_action(rec)
             r = RevisedRecord(id=str(rec.get("id", i)), prompt=prompt, original=original, final=original,
                               path="unchanged", reason="", categories=record_categories(rec))
             out.append(r)
