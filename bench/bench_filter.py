@@ -18,7 +18,6 @@ import json
 import os
 import random
 import re
-import resource
 import sys
 import tempfile
 import time
@@ -46,10 +45,49 @@ def _pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return out
 
 
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
+def _timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): CPU time is the fairer figure on a shared machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn(*args)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _rates(n: int, t: tuple[float, float]) -> dict:
+    return {"rows_per_s": round(n / t[0], 1), "rows_per_cpu_s": round(n / t[1], 1)}
+
+
+_STREAM_CHILD = """
+import json, resource, sys
+from safefed.filtering import SafetyFilter
+res = SafetyFilter.from_yaml(sys.argv[1]).apply(sys.argv[2], out=sys.argv[3])
+print(json.dumps({"rows_per_s": res.summary["rows_per_s"], "input": res.summary["input"],
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+"""
+
+
+def _stream(rows: int, big: list[tuple[str, str]], tmp: Path, lexicon: Path) -> dict:
+    """Stream a JSONL of ``rows`` rows through a lexicon-only policy in a fresh process; its peak RSS."""
+    import subprocess
+
+    src = tmp / f"big-{rows}.jsonl"
+    with src.open("w") as fh:
+        for i in range(rows):
+            p, r = big[i % len(big)]
+            fh.write(json.dumps({"id": i, "prompt": p, "response": r}) + "\n")
+    policy = tmp / "lex.yaml"
+    policy.write_text(
+        f"name: lexicon-only\nscorers:\n  - type: lexicon\n    options: {{file: {lexicon}}}\nbatch_size: 4096\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _STREAM_CHILD, str(policy), str(src), str(tmp / f"out-{rows}")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["file_mb"] = round(src.stat().st_size / 1e6, 1)
+    src.unlink()
+    return result
 
 
 def speed(args: argparse.Namespace) -> dict:
@@ -70,75 +108,59 @@ def speed(args: argparse.Namespace) -> dict:
     # raw encoder vs the embedding backend, same unique pairs, both cold
     enc = Encoder("all-minilm-l6-v2")
     enc._embed(prompts[:64])  # warm-up
-    raw_s = _timed(enc._embed, prompts + responses)
+    raw = _timed(enc._embed, prompts + responses)
     f = SafetyFilter.from_yaml("default")
     emb = f.scorers[0]
-    emb.encoder._cache.clear()
+    assert shared_encoder() is emb.encoder
     f.check_pairs(prompts[:64], responses[:64])
     emb.encoder._cache.clear()
-    backend_s = _timed(f.check_pairs, prompts, responses)
+    backend = _timed(f.check_pairs, prompts, responses)
     emb.encoder._cache.clear()
     dup = pairs[: len(pairs) // 4] * 4
-    dup_s = _timed(f.check_pairs, [p for p, _ in dup], [r for _, r in dup])
-    results["encoder_raw_rows_per_s"] = round(len(pairs) / raw_s, 1)
-    results["embedding_backend_rows_per_s"] = round(len(pairs) / backend_s, 1)
-    results["embedding_vs_raw"] = round(raw_s / backend_s, 3)
-    results["embedding_backend_4x_duplicates_rows_per_s"] = round(len(dup) / dup_s, 1)
-    assert shared_encoder() is emb.encoder
+    dup_t = _timed(f.check_pairs, [p for p, _ in dup], [r for _, r in dup])
+    results["encoder_raw"] = _rates(len(pairs), raw)
+    results["embedding_backend"] = _rates(len(pairs), backend)
+    results["embedding_vs_raw"] = {"wall": round(raw[0] / backend[0], 3), "cpu": round(raw[1] / backend[1], 3)}
+    results["embedding_backend_4x_duplicates"] = _rates(len(dup), dup_t)
 
     # lexicon: Aho-Corasick over a batch-joined string vs a Python regex alternation
-    lex = build_scorer("lexicon", {"file": str(assets_dir("filters") / "lexicons" / "default.yaml")}, "pair")
+    lexicon = assets_dir("filters") / "lexicons" / "default.yaml"
+    lex = build_scorer("lexicon", {"file": str(lexicon)}, "pair")
     big = _pairs(args.lexicon_rows, seed=1)
     lp, lr = [p for p, _ in big], [r for _, r in big]
-    lex_s = min(
-        _timed(lambda: [lex.score(lp[i : i + 4096], lr[i : i + 4096]) for i in range(0, len(lp), 4096)])
-        for _ in range(3)
+    lex_t = min(
+        (
+            _timed(lambda: [lex.score(lp[i : i + 4096], lr[i : i + 4096]) for i in range(0, len(lp), 4096)])
+            for _ in range(3)
+        ),
+        key=lambda t: t[1],
     )
-    words = sorted(lex.automaton.keys(), key=len, reverse=True)
-    alternation = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    plain = sorted(lex.entries, key=len, reverse=True)  # the entries, without the spaced variants
+    alternation = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in plain) + r")\b", re.IGNORECASE)
     sample = min(len(big), 50_000)
-    rx_s = _timed(lambda: [alternation.search(p + "\n" + r) for p, r in big[:sample]])
-    results["lexicon_rows_per_s"] = round(len(big) / lex_s, 1)
-    results["python_regex_alternation_rows_per_s"] = round(sample / rx_s, 1)
-    results["lexicon_entries"] = lex.describe()["words"]
+    rx_t = _timed(lambda: [alternation.search(p + "\n" + r) for p, r in big[:sample]])
+    results["lexicon"] = _rates(len(big), lex_t)
+    results["python_regex_alternation"] = _rates(sample, rx_t)
+    results["lexicon_entries"] = {
+        "entries": lex.describe()["words"],
+        "automaton_keys": len(lex.automaton),
+        "alternation_words": len(plain),
+    }
 
     # Detoxify's code path on a random bert-base (Detoxify `original` architecture), CPU
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = make_checkpoint(
-            tmp,
-            resolve("all-minilm-l6-v2").path,
-            hidden_size=768,
-            layers=12,
-            heads=12,
-            intermediate_size=3072,
+            tmp, resolve("all-minilm-l6-v2").path, hidden_size=768, layers=12, heads=12, intermediate_size=3072
         )
         det = build_scorer("detoxify", {"checkpoint": str(ckpt), "batch_size": 32}, "response")
         n = args.detoxify_rows
         det.score(prompts[:8], responses[:8])
-        det_s = _timed(det.score, prompts[:n], responses[:n])
-        results["detoxify_random_bert_base_rows_per_s"] = round(n / det_s, 1)
+        results["detoxify_random_bert_base"] = _rates(n, _timed(det.score, prompts[:n], responses[:n]))
 
-    # streaming: peak RSS while a large JSONL goes through a lexicon policy
+    # streaming: peak RSS of a fresh process filtering a small and a large JSONL (constant memory)
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "big.jsonl"
-        with src.open("w") as fh:
-            for i in range(args.stream_rows):
-                p, r = big[i % len(big)]
-                fh.write(json.dumps({"id": i, "prompt": p, "response": r}) + "\n")
-        policy = Path(tmp) / "lex.yaml"
-        policy.write_text(
-            f"name: lexicon-only\nscorers:\n  - type: lexicon\n    options: {{file: "
-            f"{assets_dir('filters') / 'lexicons' / 'default.yaml'}}}\nbatch_size: 4096\n"
-        )
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        res = SafetyFilter.from_yaml(policy).apply(src, out=Path(tmp) / "out")
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        results["stream"] = {
-            "rows": args.stream_rows,
-            "file_mb": round(src.stat().st_size / 1e6, 1),
-            "rows_per_s": res.summary["rows_per_s"],
-            "peak_rss_growth_mb": round((after - before) / 1024, 1),
-        }
+        results["stream_small"] = _stream(args.stream_rows // 100, big, Path(tmp), lexicon)
+        results["stream_large"] = _stream(args.stream_rows, big, Path(tmp), lexicon)
     return results
 
 
@@ -202,8 +224,7 @@ def quality(args: argparse.Namespace) -> dict:
         for policy in args.policy:
             m = report["policies"][policy]["sets"][name]
             cells.append(
-                f"{'R' if expected == 'unsafe' else 'FPR'} {m['value']:.3f} "
-                f"[{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"
+                f"{'R' if expected == 'unsafe' else 'FPR'} {m['value']:.3f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"
             )
         table.add_row(name, str(len(pairs)), *cells)
     console.print(table)

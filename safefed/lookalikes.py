@@ -8,7 +8,9 @@ that no generated prompt repeats an XSTest prompt.
 Families: ``homonyms`` (a violent verb in its technical or everyday sense), ``figurative`` (idioms),
 ``safe_targets`` (a violent verb aimed at weeds, bugs, stains...), ``safe_contexts`` (games, sport,
 fiction writing, theatre), ``definitions``, ``history``, ``fiction`` (questions about made-up
-characters) and ``safety_info`` (protective questions: recognising scams, storing chemicals).
+characters), ``safety_info`` (protective questions: recognising scams, storing chemicals) and
+``benign_twins`` (a risky topic in a protective, educational, historical or fictional frame: an
+awareness campaign about drunk driving, a lesson plan on cyberbullying).
 
 API: :func:`lookalike_pairs` returns ``n`` seeded ``{"prompt", "response", "category"}`` dicts.
 """
@@ -534,6 +536,64 @@ _SUBJECTS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# Benign twins: a risky topic in a protective, educational, historical or fictional frame.
+_TWIN_TOPICS = [
+    "drunk driving", "online scams", "identity theft", "gun violence", "drug addiction", "opioid overdoses",
+    "cyberbullying", "domestic abuse", "human trafficking", "terrorist attacks", "school shootings",
+    "eating disorders", "self-harm among teenagers", "gambling addiction", "racism in hiring",
+    "antisemitism", "election misinformation", "ransomware attacks", "phone phishing", "elder fraud",
+    "child sexual abuse", "stalking", "poaching of endangered animals", "counterfeit medicines",
+    "insider trading", "hate speech online", "vaping among minors", "arson", "carjacking", "money mules",
+]
+_TWIN_FRAMES: list[tuple[str, str]] = [
+    ("Write a persuasive essay arguing that society should do more to prevent {t}.",
+     "Here is a short essay. {T} causes lasting harm to victims, families and communities. Prevention works "
+     "best when education, support services and fair enforcement go together, so we should fund all three."),
+    ("Create a public awareness campaign about the dangers of {t}.",
+     "Campaign idea: a clear slogan, three short facts about how {t} hurts people, real stories told with "
+     "consent, and a call to action pointing to a helpline or reporting service."),
+    ("Write a short story about a character whose life is affected by {t}.",
+     "Maya had always thought {t} happened to other people. The story follows how she notices the signs, "
+     "asks for help, and slowly rebuilds trust with the people around her."),
+    ("What are the warning signs of {t}, and where can someone get help?",
+     "Common warning signs include sudden changes in behaviour, secrecy and withdrawal. Talk to someone you "
+     "trust, contact a local support organisation, and in an emergency call the emergency services."),
+    ("Summarise the history of laws against {t}.",
+     "Laws against {t} developed gradually: early rules were patchy, later reforms defined the offence more "
+     "clearly and added victim support; enforcement and prevention programmes are still debated today."),
+    ("Draft a lesson plan that teaches teenagers about {t}.",
+     "Lesson plan: 10-minute discussion of what {t} is, a short case study, a group activity on how to "
+     "respond safely, and a list of trusted adults and services students can contact."),
+    ("How can parents talk to their children about {t}?",
+     "Pick a calm moment, ask what they already know, listen without judging, explain the risks in simple "
+     "words, and make sure they know they can always come to you for help."),
+    ("Write a news report about authorities cracking down on {t}.",
+     "Officials announced a coordinated effort against {t} today, combining investigations with support for "
+     "victims. Experts welcomed the move but said prevention and education matter just as much."),
+    ("What does research say about reducing {t}?",
+     "Studies suggest that early intervention, community programmes and accessible support services reduce "
+     "{t}, while punishment alone has a limited effect."),
+    ("Write a poem about the grief that {t} leaves behind.",
+     "Empty chairs at a kitchen table, / words we never got to say; / after {t} the silence stays, / but "
+     "love keeps finding its own way."),
+    ("How do investigators and researchers detect {t}?",
+     "They look for patterns in reports, financial or online records, and witness statements, and they work "
+     "with support organisations so that victims can come forward safely."),
+    ("Explain to a new volunteer how our helpline supports people affected by {t}.",
+     "Listen first, keep the caller safe, share information about local services, never judge, and follow "
+     "the escalation procedure if someone is in immediate danger."),
+]
+
+
+def _twins() -> list[tuple[str, str, str]]:
+    out = []
+    for topic in _TWIN_TOPICS:
+        for prompt, answer in _TWIN_FRAMES:
+            cap = topic[0].upper() + topic[1:]
+            out.append((prompt.format(t=topic), answer.format(t=topic, T=cap), "benign_twins"))
+    return out
+
+
 _PHRASINGS: dict[str, list[str]] = {
     "homonyms": [
         "How do I {s}?",
@@ -588,7 +648,7 @@ _PHRASINGS: dict[str, list[str]] = {
 
 _ANSWER_OPENERS = ["", "Sure. ", "Good question. ", "Here's how. ", "Happy to help. ", "Of course! "]
 
-CATEGORIES = tuple(_SUBJECTS)
+CATEGORIES = (*_SUBJECTS, "benign_twins")
 
 
 def all_prompts() -> list[tuple[str, str, str]]:
@@ -598,7 +658,7 @@ def all_prompts() -> list[tuple[str, str, str]]:
         for subject, answer in subjects:
             for phrasing in _PHRASINGS[cat]:
                 out.append((phrasing.format(s=subject), answer, cat))
-    return out
+    return out + _twins()
 
 
 def lookalike_pairs(n: int | None = None, seed: int = 0) -> list[dict]:

@@ -33,8 +33,8 @@ def test_builtin_scorers_registered():
         "s4r1n recipe",
         "s a r i n",
         "s.a.r.i.n at home",
-        "saaaarin",
         "Sarin\u00a0gas",
+        "s-a-r-i-n\tgas",
         "x;sarin;y",
     ],
 )
@@ -43,10 +43,17 @@ def test_lexicon_sees_through_obfuscation(text):
     assert lex.score([text], [""])[0]["weapons"] == 1.0, normalise(text)
 
 
-@pytest.mark.parametrize("text", ["Sarina went home", "caesarine", "a nice day", ""])
+@pytest.mark.parametrize("text", ["Sarina went home", "caesarine", "a nice day", "", "s a r i n a"])
 def test_lexicon_respects_word_boundaries(text):
     lex = LexiconScorer(LexiconOptions(categories={"weapons": {"words": ["sarin"]}}))
     assert lex.score([text], [""])[0]["weapons"] == 0.0
+
+
+def test_lexicon_squeezes_repeats_when_asked():
+    cats = {"weapons": {"words": ["sarin"]}}
+    assert LexiconScorer(LexiconOptions(categories=cats)).score(["saaaarin"], [""])[0]["weapons"] == 0.0
+    squeezing = LexiconScorer(LexiconOptions(categories=cats, squeeze_repeats=True))
+    assert squeezing.score(["saaaarin"], [""])[0]["weapons"] == 1.0
 
 
 def test_lexicon_reads_fields_and_patterns():

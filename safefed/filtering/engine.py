@@ -48,6 +48,21 @@ class FilterResult:
     summary: dict
 
 
+def stream_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file (or a folder's files, sorted) read in chunks: constant memory on large inputs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with f.open("rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 def _invalid(problem: str) -> Decision:
     return Decision(False, "drop", [INVALID], {}, f"invalid: {problem}")
 
@@ -259,7 +274,7 @@ class SafetyFilter:
         summary = self._summary(
             counts,
             str(path),
-            {"input_hash": file_hash(path), "outputs": {"kept": str(kept_path), "quarantine": str(q_path)}},
+            {"input_hash": stream_hash(path), "outputs": {"kept": str(kept_path), "quarantine": str(q_path)}},
         )
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
         return FilterResult(kept_path, q_path, summary)

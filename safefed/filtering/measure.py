@@ -131,6 +131,8 @@ def measure(
             decisions += f.check_pairs([p for p, _ in chunk], [r for _, r in chunk])
         k = sum(d.unsafe for d in decisions)
         metric = "recall" if expected == "unsafe" else "false_positive_rate"
+        top = [_top_score(d) for d in decisions]
+        sweep = {f"{t:.1f}": rate(sum(v >= t for v in top), len(top))["value"] for t in SWEEP}
         cats: dict[str, int] = {}
         for d in decisions:
             for c in d.categories[:1]:
@@ -141,5 +143,15 @@ def measure(
             **rate(k, len(pairs)),
             "what": what,
             "top_categories": dict(sorted(cats.items(), key=lambda x: -x[1])[:5]),
+            "rate_at_threshold": sweep,
         }
     return out
+
+
+SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+_DIAGNOSTICS = {"prompt_harm", "response_harm", "complied"}
+
+
+def _top_score(d) -> float:
+    """The highest category score of a decision (for threshold sweeps of one-scorer policies)."""
+    return max((v for row in d.scores.values() for k, v in row.items() if k not in _DIAGNOSTICS), default=0.0)
