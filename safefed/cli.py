@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .constitution.cli import align_cmd, constitution_app, revise_cmd
 from .errors import UserError
+from .federated.cli import gate_app
 from .filtering.cli import filter_app
 
 app = typer.Typer(help="Safety middleware for federated LLM fine-tuning.", no_args_is_help=True,
@@ -26,6 +27,7 @@ app.add_typer(judge_app, name="judge")
 app.add_typer(data_app, name="data")
 app.add_typer(filter_app, name="filter")
 app.add_typer(constitution_app, name="constitution")
+app.add_typer(gate_app, name="gate")
 app.command("revise")(revise_cmd)
 app.command("align")(align_cmd)
 

@@ -197,3 +197,22 @@ def test_safety_gate_wraps_flower_strategies(tiny_peft, data_dir, tmp_path, name
     assert len(replies[0].content["arrays"]) == len(g)  # originals untouched by in-place strategies
     rows = read_audit(tmp_path / "audit.jsonl")
     assert rows[-1]["event"] == "round_complete" and rows[-1]["rejected"] == ["4"]
+
+
+def test_gate_config_validation_cli(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "gate.yaml"
+    bad.write_text("mode: enforce\nrule:\n  max_dorp: 0.1\nharmful_sample: 0\n")
+    res = subprocess.run([sys.executable, "-m", "safefed.cli", "gate", "validate", str(bad)], capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{bad}:3: unknown key 'max_dorp' (did you mean 'max_drop'?)" in res.stderr
+    assert f"{bad}:4:" in res.stderr
+    from safefed.paths import assets_dir
+
+    shipped = str(assets_dir("eval") / "gates" / "default.yaml")
+    ok = subprocess.run([sys.executable, "-m", "safefed.cli", "gate", "validate", shipped],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

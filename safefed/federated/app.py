@@ -49,6 +49,7 @@ class FedConfig(BaseModel):
     gate_harmful_sample: int | None = None
     gate_benign_sample: int | None = None
     strategy: Literal["fedavg", "fedprox", "median", "trimmed", "krum"] = "fedavg"
+    fail_clients: list[int] = []  # fault injection: these partitions raise mid-round (tests, drills)
     out: str = "runs/flower"
     data_dir: str | None = None
 
@@ -104,6 +105,8 @@ def client_train(msg: Message, context: Context, cfg: FedConfig) -> Message:
 
     cfg = FedConfig.from_run_config(context.run_config, cfg)
     pid = int(context.node_config.get("partition-id", 0))
+    if pid in cfg.fail_clients:
+        raise RuntimeError(f"partition {pid} fails by configuration (fail_clients)")
     records = client_datasets(cfg.num_clients, cfg.per_client, layout=cfg.layout, poisoned=tuple(cfg.poisoned),
                               harmful_fraction=cfg.harmful_fraction, harmful_source=cfg.harmful_source,
                               seed=cfg.seed, data_dir=cfg.data_dir)[pid]
