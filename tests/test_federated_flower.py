@@ -29,3 +29,40 @@ def test_simulation_engine_with_gate_and_a_failing_client(tmp_path, data_dir, sm
     metrics = summary["train_metrics"].get("1", {})
     assert metrics.get("safefed-admitted", 0) + metrics.get("safefed-rejected", 0) == 3
     json.dumps(summary)
+
+
+@pytest.mark.slow
+def test_plain_loop_example_runs(tmp_path, data_dir, smollm2_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SAFEFED_DATA": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, str(root / "examples" / "plain_loop.py"), "--rounds", "1", "--clients", "2",
+                          "--per-client", "6", "--local-steps", "1", "--harmful-sample", "3",
+                          "--out", str(tmp_path / "loop")], capture_output=True, text=True, env=env, timeout=1200)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = read_audit(tmp_path / "loop" / "audit.jsonl")
+    assert [r["event"] for r in rows] == ["decision", "decision", "round_complete"]
+    assert (tmp_path / "loop" / "adapter" / "adapter_config.json").exists()
+
+
+def test_client_safety_prepares_records(tiny_llama_path, data_dir):
+    """Filter -> revise on a client's own records; every input row is accounted for."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from safefed.federated.client import ClientSafety
+    from safefed.federated.partitions import client_datasets
+
+    (records,) = client_datasets(1, 12, layout="mixed", harmful_fraction=0.5, data_dir=data_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_llama_path)
+    prepared = ClientSafety("default", "default", model=model, tokenizer=tok).prepare(records)
+    m = prepared.metrics
+    assert m["safefed-input"] == 12
+    assert m["safefed-kept"] + m["safefed-dropped"] + m["safefed-revised"] + m["safefed-template"] == 12
+    assert len(prepared.pairs) == m["safefed-kept"] + m["safefed-revised"] + m["safefed-template"]
+    assert m["safefed-kept"] < 12  # the harmful, compliant half does not pass as it is
+    assert all(set(p) == {"prompt", "response"} for p in prepared.pairs)
