@@ -57,11 +57,13 @@ def _rates(n: int, t: tuple[float, float]) -> dict:
 
 
 _STREAM_CHILD = """
-import json, resource, sys
+import json, sys
 from safefed.filtering import SafetyFilter
 res = SafetyFilter.from_yaml(sys.argv[1]).apply(sys.argv[2], out=sys.argv[3])
+# VmHWM (this process's own peak; ru_maxrss would carry the parent's peak across exec)
+hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM"))
 print(json.dumps({"rows_per_s": res.summary["rows_per_s"], "input": res.summary["input"],
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                  "peak_rss_mb": round(hwm / 1024, 1)}))
 """
 
 
