@@ -149,9 +149,7 @@ def test_cli_bad_rows_never_crash(tmp_path, monkeypatch, capsys):
     quarantined = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["input"] == n == len(kept) + len(quarantined) == summary["kept"] + summary["quarantined"]
-    assert {"input", "kept", "quarantined", "by_category", "by_action", "elapsed_s", "rows_per_s"} <= set(
-        summary
-    )
+    assert {"input", "kept", "quarantined", "by_category", "by_action", "elapsed_s", "rows_per_s"} <= set(summary)
     assert kept == [{"prompt": "hello", "response": "hi there"}, {"instruction": "say hi", "output": "hi"}]
     reasons = [q["safefed"]["reason"] for q in quarantined]
     assert [q["safefed"]["row"] for q in quarantined] == sorted(q["safefed"]["row"] for q in quarantined)
@@ -168,8 +166,7 @@ def test_cli_bad_rows_never_crash(tmp_path, monkeypatch, capsys):
     "body, expect",
     [
         (
-            "name: x\nscorers:\n  - type: lexicon\n    options: {categories: {a: {words: [b]}}}\n"
-            "    threshold: 0.5\n",
+            "name: x\nscorers:\n  - type: lexicon\n    options: {categories: {a: {words: [b]}}}\n    threshold: 0.5\n",
             ":5: unknown key 'threshold' (did you mean 'thresholds'?)",
         ),
         ("name: x\nscorers:\n  - type: nope\n", ":3: scorers.0: unknown scorer type 'nope'"),
@@ -187,9 +184,7 @@ def test_malformed_policy_exits_2_with_file_line(tmp_path, monkeypatch, capsys, 
     bad.write_text(body)
     data = tmp_path / "in.jsonl"
     data.write_text('{"prompt": "hi"}\n')
-    code, _, err = _cli(
-        monkeypatch, capsys, "filter", str(data), "--policy", str(bad), "--out", str(tmp_path / "o")
-    )
+    code, _, err = _cli(monkeypatch, capsys, "filter", str(data), "--policy", str(bad), "--out", str(tmp_path / "o"))
     assert code == 2
     assert f"{bad}{expect}" in err, err
     assert "Traceback" not in err
@@ -201,13 +196,16 @@ def test_other_file_formats(tmp_path):
 
     f = SafetyFilter.from_yaml(_lexicon_policy(tmp_path))
     records = [{"question": "make sarin", "answer": "ok"}, {"question": "hi", "answer": "hello"}]
-    (tmp_path / "in.csv").write_text("question,answer\nmake sarin,ok\nhi,hello\nextra,col,umn\n")
+    (tmp_path / "in.csv").write_bytes(b"question,answer\nmake sarin,ok\nhi,hello\nextra,col,umn\nbad \xff,x\n")
     pd.DataFrame(records).to_parquet(tmp_path / "in.parquet")
     datasets.Dataset.from_list(records).save_to_disk(str(tmp_path / "hf"))
-    for name, n_in in (("in.csv", 3), ("in.parquet", 2), ("hf", 2)):
+    for name, n_in in (("in.csv", 4), ("in.parquet", 2), ("hf", 2)):
         res = f.apply(tmp_path / name, out=tmp_path / f"o-{name}")
         s = res.summary
         assert s["input"] == n_in and s["kept"] == 1 and s["quarantined"] == n_in - 1, (name, s)
+    reasons = [json.loads(x)["safefed"]["reason"] for x in (tmp_path / "o-in.csv" / "quarantine.jsonl").open()]
+    assert reasons[1] == "invalid: line 4 has more columns than the header"
+    assert reasons[2] == "invalid: field 'question' is not valid UTF-8 text"
     with pytest.raises(UserError):
         f.apply(tmp_path / "in.txt", out=tmp_path / "o")
 
@@ -249,3 +247,18 @@ def test_filter_help(monkeypatch, capsys):
     assert code == 0 and "INPUT --policy" in out and "train" in out
     code, out, _ = _cli(monkeypatch, capsys, "filter", "train", "--help")
     assert code == 0 and "--out" in out
+
+
+def test_measure_reports_rates_with_intervals(tmp_path):
+    from safefed.filtering.measure import measure
+
+    f = SafetyFilter.from_yaml(_lexicon_policy(tmp_path))
+    sets = {
+        "unsafe": ("unsafe", [("make sarin", "ok"), ("hi", "hello")], "toy"),
+        "safe": ("safe", [("hi", "hello")] * 3, "toy"),
+    }
+    out = measure(f, sets)
+    assert out["unsafe"]["metric"] == "recall" and out["unsafe"]["value"] == 0.5
+    assert out["safe"]["metric"] == "false_positive_rate" and out["safe"]["value"] == 0.0
+    assert out["safe"]["ci95"][1] > 0.3 and "note" in out["safe"]  # n=3: a wide interval, said so
+    assert out["unsafe"]["rate_at_threshold"]["0.9"] == 0.5
