@@ -91,9 +91,12 @@ def run_cmd(
     ] = "default",
 ) -> None:
     """Score every row; write kept rows (flagged ones marked) and quarantined rows (drop, revise, invalid)."""
+    from ..errors import UserError
     from .engine import SafetyFilter
     from .records import count_lines
 
+    if not input.exists():
+        raise UserError(f"{input}: no such file")
     f = SafetyFilter.from_yaml(policy)
     total = count_lines(input) if input.is_file() else None
     with _bar() as bar:
