@@ -74,6 +74,11 @@ def test_shipped_constitutions_are_valid_and_rich():
     for label in ("Malware/Hacking", "Privacy", "Physical harm", "Fraud/Deception", "Illegal Activity",
                   "Hate/Harass/Violence", "Economic harm", "Sexual/Adult content", "Disinformation"):
         assert category_slug(label) in covered, label
+    # and so do the safety filter's categories, which pick principles under the `category` rule
+    head = Path(__file__).resolve().parents[1] / "safefed" / "artifacts" / "filter_text_head.json"
+    if head.exists():
+        labels = json.loads(head.read_text())["labels"]
+        assert {category_slug(x) for x in labels if x != "benign"} <= covered
 
 
 def test_good_file_loads_with_defaults_and_coercions(tmp_path):
