@@ -92,6 +92,13 @@ def overlap(a: str, b: str) -> float:
     return len(grams & _ngrams(b)) / len(grams) if grams else 0.0
 
 
+def distinct_openings(texts: Sequence[str], words: int = 6) -> float | None:
+    """Distinct first-``words`` openings / number of texts (``None`` for no texts)."""
+    if not texts:
+        return None
+    return round(len({" ".join(t.lower().split()[:words]) for t in texts}) / len(texts), 3)
+
+
 class Reviser:
     """Runs the loop for one constitution, one chat backend and one safety checker."""
 
@@ -305,6 +312,9 @@ class Reviser:
             "rounds": dict(sorted(Counter(r.rounds for r in touched).items())),
             "final_unsafe": sum(1 for r in kept if r.final_unsafe),
             "rejected_rewrites": dict(Counter(x.split(": ", 1)[1] for r in out for x in r.rejected_rewrites)),
+            # share of distinct 6-word openings among rewritten answers: low = one stock sentence
+            "distinct_openings": {p: distinct_openings([r.final for r in out if r.path == p])
+                                  for p in ("revised", "template")},
             "principles_used": dict(Counter(r.principle for r in touched if r.principle).most_common()),
             "elapsed_s": round(elapsed, 2),
             "generated_tokens": new_tokens,
