@@ -38,6 +38,7 @@ class AlignRecipe:
     n_lookalike: int = 120
     n_benign: int = 96
     revise_rounds: int = 1
+    few_shot: int = 0             # SmolLM2 copies a few-shot example verbatim into unrelated answers
     answer_tokens: int = 32
     critique_tokens: int = 32
     revision_tokens: int = 40
@@ -114,7 +115,7 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
         f"{len(benign)} benign pairs")
     result = constitutional_round(
         model, tok, harmful, loaded, checker=make_checker(recipe.checker), benign_pairs=extra,
-        revise_rounds=recipe.revise_rounds, answer_tokens=recipe.answer_tokens,
+        revise_rounds=recipe.revise_rounds, few_shot=recipe.few_shot, answer_tokens=recipe.answer_tokens,
         critique_tokens=recipe.critique_tokens, revision_tokens=recipe.revision_tokens, steps=recipe.steps,
         lr=recipe.lr, train_batch_size=recipe.batch_size, r=recipe.r, target_modules=DEFAULT_TARGETS,
         max_length=recipe.max_length, seed=recipe.seed, out_dir=out)

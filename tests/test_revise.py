@@ -327,4 +327,6 @@ def test_degenerate_rewrites_are_named(tiny_backend, refusal_checker):
     assert r.degenerate("I'm sorry, I can't help with that request.", "x",
                         "I'm sorry, I can't help with that request.") is None
     assert r.degenerate(fs.revision, "x", "y") == "copies the few-shot example"
+    mixed = "I can't help with creating malware. The response explains how to break into a car."
+    assert r.degenerate(mixed, "x", "y") == "comments on the response instead of answering"
     assert r.degenerate("I can't help with opening a shed that isn't yours; ask the owner.", "x", "y") is None

@@ -78,6 +78,7 @@ def record_categories(rec: dict) -> list[str]:
 
 # a revision that talks about "the response" is commentary, not an answer; a short decline is fine
 _COMMENTARY = ("the response", "the request", "the preceding", "the assistant's", "the human")
+_COMMENTARY_ANYWHERE = ("the response explains", "the preceding response", "the request itself")
 _DECLINES = ("sorry", "can't", "cannot", "won't", "unable", "not able")
 
 
@@ -189,12 +190,12 @@ class Reviser:
         if draft and overlap(revision, draft) >= 0.8:
             return "repeats the draft"
         head = revision.lower()[:80]
-        if any(m in head for m in _COMMENTARY):
+        if any(m in head for m in _COMMENTARY) or any(m in revision.lower() for m in _COMMENTARY_ANYWHERE):
             return "comments on the response instead of answering"
         if critique and overlap(revision, critique) >= 0.6 and not any(m in head for m in _DECLINES):
             return "repeats the critique"
         for fs in self.few_shot:
-            if max(overlap(revision, fs.revision), overlap(revision, fs.critique)) >= 0.5:
+            if max(overlap(revision, fs.revision), overlap(revision, fs.critique)) >= 0.3:
                 return "copies the few-shot example"
         return None
 

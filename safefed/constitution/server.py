@@ -52,7 +52,7 @@ class RoundResult:
 def constitutional_round(model, tokenizer, prompts: Sequence[str | dict],
                          constitution: str | Path | LoadedConstitution = "default", *,
                          checker: SafetyChecker | None = None, benign_pairs: Sequence[dict] = (),
-                         revise_rounds: int = 1, answer_tokens: int = 48, critique_tokens: int = 48,
+                         revise_rounds: int = 1, few_shot: int = 1, answer_tokens: int = 48, critique_tokens: int = 48,
                          revision_tokens: int = 64, batch_size: int = 8, steps: int = 10, lr: float = 2e-4,
                          train_batch_size: int = 8, r: int = 8,
                          target_modules: Sequence[str] = DEFAULT_TARGETS, max_length: int = 96, seed: int = 0,
@@ -78,6 +78,7 @@ def constitutional_round(model, tokenizer, prompts: Sequence[str | dict],
                         info={"path": getattr(getattr(model, "config", None), "_name_or_path", None),
                               "placement": "server"})
     reviser = Reviser(loaded, backend, checker or make_checker(), rounds=revise_rounds, seed=seed,
+                      max_few_shot=few_shot,
                       critique_tokens=critique_tokens, revision_tokens=revision_tokens)
     revised = reviser.run(records, progress=progress)
     pairs = [{"prompt": r.prompt, "response": r.final} for r in revised.records
