@@ -18,7 +18,13 @@ from safefed.federated.client import ClientSafety
 from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
 from safefed.federated.partitions import client_datasets
 from safefed.federated.rounds import SafeAggregator
-from safefed.federated.updates import Update, load_lora_arrays, lora_arrays, with_global_adapter
+from safefed.federated.updates import (
+    Update,
+    load_lora_arrays,
+    lora_arrays,
+    save_global_adapter,
+    with_global_adapter,
+)
 from safefed.models import load_causal_lm
 from safefed.training import train_lora
 
@@ -73,7 +79,7 @@ def main() -> None:
         print(json.dumps({"round": rnd, "accepted": outcome.accepted, "rejected": outcome.rejected,
                           "note": outcome.note, "gate_seconds": outcome.gate_seconds}))
     load_lora_arrays(model, global_arrays, GLOBAL)
-    model.save_pretrained(out / "adapter")
+    save_global_adapter(model, out / "adapter", GLOBAL)
     print(f"audit log: {out / 'audit.jsonl'}; final adapter: {out / 'adapter'}")
 
 

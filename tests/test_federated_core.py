@@ -216,3 +216,11 @@ def test_gate_config_validation_cli(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "safefed.cli", "gate", "validate", shipped],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_save_global_adapter_is_a_plain_peft_folder(tiny_peft, tmp_path):
+    from safefed.federated.updates import save_global_adapter
+
+    model, _ = tiny_peft
+    out = save_global_adapter(model, tmp_path / "adapter", GLOBAL)
+    assert (out / "adapter_config.json").exists() and not (out / GLOBAL).exists()

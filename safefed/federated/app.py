@@ -154,7 +154,7 @@ def server_main(grid: Grid, context: Context, cfg: FedConfig) -> dict:
     from .audit import AuditLog
     from .flower import SafetyGate, arrays_to_record, record_to_arrays
     from .gate import GLOBAL, UpdateGate, load_gate_config
-    from .updates import load_lora_arrays, lora_arrays
+    from .updates import load_lora_arrays, lora_arrays, save_global_adapter
 
     cfg = FedConfig.from_run_config(context.run_config, cfg)
     out = Path(cfg.out)
@@ -174,11 +174,7 @@ def server_main(grid: Grid, context: Context, cfg: FedConfig) -> dict:
     result = (gate or strategy).start(grid=grid, initial_arrays=arrays_to_record(initial), num_rounds=cfg.rounds)
     final = record_to_arrays(result.arrays) if result.arrays is not None else initial
     load_lora_arrays(model, final, GLOBAL)
-    model.save_pretrained(out / "adapter", selected_adapters=[GLOBAL])
-    # PEFT saves a non-"default" adapter into a subfolder named after it: flatten, so out/adapter loads as is.
-    for f in (out / "adapter" / GLOBAL).iterdir():
-        f.replace(out / "adapter" / f.name)
-    (out / "adapter" / GLOBAL).rmdir()
+    save_global_adapter(model, out / "adapter", GLOBAL)
     summary = {"config": cfg.model_dump(), "rounds": cfg.rounds,
                "train_metrics": {str(k): dict(v) for k, v in result.train_metrics_clientapp.items()},
                "gate_history": gate.history if gate else []}

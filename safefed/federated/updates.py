@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -111,3 +112,15 @@ def with_global_adapter(model, adapter: str | None = None, *, name: str = "globa
     cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=list(target_modules),
                      task_type="CAUSAL_LM")
     return get_peft_model(model, cfg, adapter_name=name)
+
+
+def save_global_adapter(model, out: str | Path, name: str = "global") -> Path:
+    """Save adapter ``name`` as a plain PEFT folder at ``out`` (PEFT would nest it under ``out/name``)."""
+    out = Path(out)
+    model.save_pretrained(out, selected_adapters=[name])
+    nested = out / name
+    if nested.is_dir():
+        for f in nested.iterdir():
+            f.replace(out / f.name)
+        nested.rmdir()
+    return out
