@@ -149,7 +149,7 @@ def test_wheel_carries_yaml_assets(tmp_path):
     """The YAML folders travel as package data: a built wheel holds them under safefed/_assets."""
     import zipfile
 
-    builders = pytest.importorskip("hatchling.builders.wheel")
+    from hatchling.builders import wheel as builders
     root = Path(__file__).resolve().parents[1]
     (wheel,) = builders.WheelBuilder(str(root)).build(directory=str(tmp_path), versions=["standard"])
     names = zipfile.ZipFile(wheel).namelist()
