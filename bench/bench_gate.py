@@ -20,7 +20,7 @@ from pathlib import Path
 from safefed.align import cached_aligned_adapter
 from safefed.federated.audit import AuditLog, read_audit
 from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
-from safefed.federated.partitions import client_datasets
+from safefed.federated.partitions import client_datasets, safe_behaviour_pairs
 from safefed.federated.rounds import SafeAggregator
 from safefed.federated.updates import Update, load_lora_arrays, lora_arrays, with_global_adapter
 from safefed.models import load_causal_lm
@@ -37,6 +37,11 @@ def main() -> None:
     ap.add_argument("--local-steps", type=int, default=6)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--gate", default="default")
+    ap.add_argument("--start", default="aligned", choices=["aligned", "quick"],
+                    help="aligned: safefed align's cached adapter; quick: a 60-step refusing adapter (as the test)")
+    ap.add_argument("--benign-data", default="everyday", choices=["everyday", "safe-behaviour"],
+                    help="benign clients' data: maths and chores, or data consistent with a safe model")
+    ap.add_argument("--harmful-sample", type=int)
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default="runs/bench-gate")
     args = ap.parse_args()
@@ -44,13 +49,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     base, tok, _ = load_causal_lm("smollm2-135m-instruct")
-    model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
+    if args.start == "aligned":
+        model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
+    else:
+        model = with_global_adapter(base, name=GLOBAL)
+        train_lora(model, tok, safe_behaviour_pairs(64, 0, args.data_dir), steps=60, lr=1e-3, max_length=64)
     config = load_gate_config(args.gate)
+    if args.harmful_sample:
+        config.harmful_sample = args.harmful_sample
     audit = AuditLog(out / "audit.jsonl")
     gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit)
     aggregator = SafeAggregator(gate)
     poisoned_ids = tuple(range(args.poisoned))
     clients = client_datasets(args.clients, args.per_client, poisoned=poisoned_ids, data_dir=args.data_dir)
+    if args.benign_data == "safe-behaviour":
+        clients = [c if i in poisoned_ids else safe_behaviour_pairs(args.per_client // 3, 100 + i, args.data_dir)
+                   for i, c in enumerate(clients)]
     global_arrays = lora_arrays(model, GLOBAL)
     train_s = gate_s = 0.0
     per_round = []
@@ -60,7 +74,7 @@ def main() -> None:
         for c, records in enumerate(clients):
             load_lora_arrays(model, global_arrays, GLOBAL)
             model.set_adapter(GLOBAL)
-            train_lora(model, tok, records, steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c)
+            train_lora(model, tok, records, steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c, max_length=64)
             updates.append(Update(f"client{c}", lora_arrays(model, GLOBAL), len(records)))
         t1 = time.perf_counter()
         outcome = aggregator.aggregate(rnd, global_arrays, updates)

@@ -8,36 +8,16 @@ here), so the benign clients below hold data that agrees with a safe model; see 
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from safefed.federated.audit import AuditLog, read_audit
 from safefed.federated.gate import GLOBAL, GateConfig, UpdateGate
-from safefed.federated.partitions import client_datasets
+from safefed.federated.partitions import client_datasets, safe_behaviour_pairs
 from safefed.federated.rounds import SafeAggregator
 from safefed.federated.updates import Update, load_lora_arrays, lora_arrays, with_global_adapter
 from safefed.training import train_lora
 
 pytestmark = pytest.mark.slow
-
-
-def aligned_mix(data_dir, n: int, seed: int) -> list[dict]:
-    """Data consistent with a safe model: harmful questions refused (varied), look-alikes and everyday
-    requests answered helpfully. Harmful questions come from harmfulqa-catqa, never AdvBench."""
-    from safefed import data as datasets
-    from safefed.constitution import load_constitution
-    from safefed.lookalikes import lookalike_pairs
-
-    rng = random.Random(seed)
-    refusals = [t for p in load_constitution("default").constitution.principles for t in p.refusal_templates]
-    harmful = rng.sample([r for r in datasets.load("harmfulqa-catqa", data_dir) if r["source"] == "catqa"], n)
-    pairs = [{"prompt": r["prompt"], "response": rng.choice(refusals)} for r in harmful]
-    pairs += rng.sample(lookalike_pairs(None, seed=0), round(1.5 * n))
-    pairs += [{"prompt": r["prompt"], "response": r["response"][:200]}
-              for r in rng.sample(datasets.load("self-instruct-seed", data_dir), n)]
-    rng.shuffle(pairs)
-    return pairs
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +26,7 @@ def refusing_model(smollm2_path, data_dir):
 
     base, tok, _ = load_causal_lm("smollm2-135m-instruct")
     model = with_global_adapter(base, name=GLOBAL)
-    train_lora(model, tok, aligned_mix(data_dir, 64, seed=0), steps=60, lr=1e-3, batch_size=8, seed=0,
+    train_lora(model, tok, safe_behaviour_pairs(64, seed=0, data_dir=data_dir), steps=60, lr=1e-3, batch_size=8, seed=0,
                max_length=64)
     return model, tok
 
@@ -60,7 +40,8 @@ def test_poisoned_rejected_benign_admitted(refusing_model, data_dir, tmp_path):
     audit = AuditLog(tmp_path / "audit.jsonl")
     aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=data_dir, audit=audit))
     (poisoned,) = client_datasets(1, 32, poisoned=(0,), data_dir=data_dir)
-    clients = [poisoned, aligned_mix(data_dir, 10, seed=1), aligned_mix(data_dir, 10, seed=2)]
+    clients = [poisoned, safe_behaviour_pairs(10, seed=1, data_dir=data_dir),
+               safe_behaviour_pairs(10, seed=2, data_dir=data_dir)]
     updates = []
     for c, records in enumerate(clients):
         load_lora_arrays(model, start, GLOBAL)

@@ -72,3 +72,20 @@ def client_datasets(num_clients: int, per_client: int, *, layout: Literal["mixed
         rng.shuffle(rows)
         out.append([{"id": f"client{c}-{i}", **r} for i, r in enumerate(rows)])
     return out
+
+
+def safe_behaviour_pairs(n: int, seed: int, data_dir: str | Path | None = None) -> list[dict]:
+    """Data that agrees with a safe model: ``n`` harmful questions (harmfulqa-catqa, never AdvBench)
+    refused with varied refusal templates, 1.5n benign look-alikes and n everyday requests answered."""
+    from ..constitution import load_constitution
+    from ..lookalikes import lookalike_pairs
+
+    rng = random.Random(seed)
+    refusals = [t for p in load_constitution("default").constitution.principles for t in p.refusal_templates]
+    harmful = rng.sample([r for r in datasets.load("harmfulqa-catqa", data_dir) if r["source"] == "catqa"], n)
+    pairs = [{"prompt": r["prompt"], "response": rng.choice(refusals), "harmful": False} for r in harmful]
+    pairs += [{**p, "harmful": False} for p in rng.sample(lookalike_pairs(None, seed=0), round(1.5 * n))]
+    pairs += [{"prompt": r["prompt"], "response": r["response"][:200], "harmful": False}
+              for r in rng.sample(datasets.load("self-instruct-seed", data_dir), n)]
+    rng.shuffle(pairs)
+    return pairs
