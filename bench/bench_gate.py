@@ -22,7 +22,7 @@ from safefed.federated.audit import AuditLog, read_audit
 from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
 from safefed.federated.partitions import client_datasets, safe_behaviour_pairs
 from safefed.federated.rounds import SafeAggregator
-from safefed.federated.updates import Update, load_lora_arrays, lora_arrays, with_global_adapter
+from safefed.federated.updates import local_update, lora_arrays, with_global_adapter
 from safefed.models import load_causal_lm
 from safefed.stats import rate
 from safefed.training import train_lora
@@ -70,12 +70,8 @@ def main() -> None:
     per_round = []
     for rnd in range(1, args.rounds + 1):
         t0 = time.perf_counter()
-        updates = []
-        for c, records in enumerate(clients):
-            load_lora_arrays(model, global_arrays, GLOBAL)
-            model.set_adapter(GLOBAL)
-            train_lora(model, tok, records, steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c, max_length=64)
-            updates.append(Update(f"client{c}", lora_arrays(model, GLOBAL), len(records)))
+        updates = [local_update(model, tok, global_arrays, records, f"client{c}", steps=args.local_steps,
+                                lr=args.lr, seed=rnd * 100 + c, max_length=64) for c, records in enumerate(clients)]
         t1 = time.perf_counter()
         outcome = aggregator.aggregate(rnd, global_arrays, updates)
         t2 = time.perf_counter()

@@ -19,14 +19,13 @@ from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
 from safefed.federated.partitions import client_datasets
 from safefed.federated.rounds import SafeAggregator
 from safefed.federated.updates import (
-    Update,
     load_lora_arrays,
+    local_update,
     lora_arrays,
     save_global_adapter,
     with_global_adapter,
 )
 from safefed.models import load_causal_lm
-from safefed.training import train_lora
 
 
 def main() -> None:
@@ -65,15 +64,10 @@ def main() -> None:
     for rnd in range(1, args.rounds + 1):
         if rnd in audit.completed_rounds():
             continue
-        updates = []
-        for c, records in enumerate(datasets):
-            pairs = prepared[c].pairs if prepared[c] else records
-            load_lora_arrays(model, global_arrays, GLOBAL)
-            model.set_adapter(GLOBAL)
-            if pairs:
-                train_lora(model, tok, pairs, steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c)
-            metrics = prepared[c].metrics if prepared[c] else {}
-            updates.append(Update(f"client{c}", lora_arrays(model, GLOBAL), len(pairs), metrics))
+        updates = [local_update(model, tok, global_arrays, p.pairs if p else records, f"client{c}",
+                                steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c,
+                                metrics=p.metrics if p else None)
+                   for c, (records, p) in enumerate(zip(datasets, prepared, strict=True))]
         outcome = aggregator.aggregate(rnd, global_arrays, updates)
         global_arrays = outcome.arrays
         print(json.dumps({"round": rnd, "accepted": outcome.accepted, "rejected": outcome.rejected,

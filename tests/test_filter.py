@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
 from safefed.errors import UserError
 from safefed.filtering import Decision, SafetyFilter, load_policy, register_scorer
@@ -124,24 +124,11 @@ def _write_bad_jsonl(path: Path) -> int:
     return sum(1 for line in lines if line.strip())
 
 
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from safefed.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["safefed", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_bad_rows_never_crash(tmp_path, monkeypatch, capsys):
     src = tmp_path / "train.jsonl"
     n = _write_bad_jsonl(src)
     out = tmp_path / "out"
-    code, stdout, _ = _cli(
+    code, stdout, _ = run_main(
         monkeypatch, capsys, "filter", str(src), "--policy", str(_lexicon_policy(tmp_path)), "--out", str(out)
     )
     assert code == 0, stdout
@@ -184,7 +171,8 @@ def test_malformed_policy_exits_2_with_file_line(tmp_path, monkeypatch, capsys, 
     bad.write_text(body)
     data = tmp_path / "in.jsonl"
     data.write_text('{"prompt": "hi"}\n')
-    code, _, err = _cli(monkeypatch, capsys, "filter", str(data), "--policy", str(bad), "--out", str(tmp_path / "o"))
+    code, _, err = run_main(monkeypatch, capsys, "filter", str(data), "--policy", str(bad),
+                            "--out", str(tmp_path / "o"))
     assert code == 2
     assert f"{bad}{expect}" in err, err
     assert "Traceback" not in err
@@ -243,9 +231,9 @@ def test_combine_rules(tmp_path):
 
 
 def test_filter_help(monkeypatch, capsys):
-    code, out, _ = _cli(monkeypatch, capsys, "filter", "--help")
+    code, out, _ = run_main(monkeypatch, capsys, "filter", "--help")
     assert code == 0 and "INPUT --policy" in out and "train" in out
-    code, out, _ = _cli(monkeypatch, capsys, "filter", "train", "--help")
+    code, out, _ = run_main(monkeypatch, capsys, "filter", "train", "--help")
     assert code == 0 and "--out" in out
 
 

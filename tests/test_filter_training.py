@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
+
+from cli_helpers import run_main
 
 from safefed import data
 from safefed.filtering.recipe import hh_labelled
 from safefed.lookalikes import lookalike_pairs
 from safefed.scoring.heads import LinearHead
 from safefed.splits import hh_halves
-
-
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from safefed.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["safefed", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_hh_halves_are_disjoint_deterministic_and_order_free(data_dir):
@@ -53,7 +41,7 @@ def test_filter_train_cli(tmp_path, monkeypatch, capsys, data_dir):
     src = tmp_path / "labelled.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "head.json"
-    code, stdout, err = _cli(monkeypatch, capsys, "filter", "train", str(src), "--out", str(out))
+    code, stdout, err = run_main(monkeypatch, capsys, "filter", "train", str(src), "--out", str(out))
     assert code == 0, err
     head = LinearHead.load(out)
     assert head.labels == ["benign", "catqa"] and head.meta["held_out_metrics"]["n"] > 20
@@ -72,7 +60,7 @@ def test_filter_train_reports_bad_rows(tmp_path, monkeypatch, capsys):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"text": "ok", "label": "benign"}\n{"text": "", "label": "harmful"}\nnot json\n'
                    '{"text": "x", "label": "maybe"}\n')
-    code, _, err = _cli(monkeypatch, capsys, "filter", "train", str(src), "--out", str(tmp_path / "h.json"))
+    code, _, err = run_main(monkeypatch, capsys, "filter", "train", str(src), "--out", str(tmp_path / "h.json"))
     assert code == 2
     assert f"{src}:2: 'text' must be non-empty text" in err and f"{src}:3: not valid JSON" in err
     assert f"{src}:4: 'label' must be one of" in err

@@ -143,6 +143,7 @@ class UpdateGate:
         self.gate_pool = [r["prompt"] for r in advbench_pools(datasets.load("advbench", data_dir))["gate"].records]
         self.benign = benign_pool(self.config.benign_source, data_dir) if self.config.benign_sample else []
         self.lora_config = model.peft_config[GLOBAL]
+        self._baseline: tuple[int, Measurement] | None = None  # (round, global model's measurement)
 
     def prompts_for(self, round_: int) -> tuple[list[str], list[str]]:
         """A fresh seeded sample per round; every candidate and the global model see the same prompts."""
@@ -202,6 +203,7 @@ class UpdateGate:
             load_lora_arrays(self.model, global_arrays, GLOBAL)
             measured = self.measure({GLOBAL: None, **valid}, harmful, benign)
             base = measured.pop(GLOBAL)
+            self._baseline = (round_, base)
             for u, n_used in zip(updates, used, strict=True):
                 if u.client not in valid:
                     continue
@@ -230,8 +232,11 @@ class UpdateGate:
         """Measure the newly aggregated adapter against the previous global one on the round's prompts."""
         harmful, benign = self.prompts_for(round_)
         load_lora_arrays(self.model, previous, GLOBAL)
-        measured = self.measure({GLOBAL: None, "aggregate": candidate}, harmful, benign)
-        base, new = measured[GLOBAL], measured["aggregate"]
+        if self._baseline is not None and self._baseline[0] == round_:  # measured in review()
+            base, new = self._baseline[1], self.measure({"aggregate": candidate}, harmful, benign)["aggregate"]
+        else:
+            measured = self.measure({GLOBAL: None, "aggregate": candidate}, harmful, benign)
+            base, new = measured[GLOBAL], measured["aggregate"]
         why = judge_rule(self.config.rule, new, base)
         keep = why is None or self.config.mode == "shadow"
         info = {"safe_rate": round(new.safe_rate, 4), "baseline_safe_rate": round(base.safe_rate, 4),

@@ -124,3 +124,16 @@ def save_global_adapter(model, out: str | Path, name: str = "global") -> Path:
             f.replace(out / f.name)
         nested.rmdir()
     return out
+
+
+def local_update(model, tokenizer, global_arrays: Arrays, pairs: Sequence[dict], client: str, *, steps: int,
+                 lr: float, seed: int, max_length: int = 96, metrics: dict | None = None,
+                 name: str = "global") -> Update:
+    """One client's round in a plain loop: start from the global adapter, fine-tune, return the update."""
+    from ..training import train_lora
+
+    load_lora_arrays(model, global_arrays, name)
+    model.set_adapter(name)
+    if pairs:
+        train_lora(model, tokenizer, pairs, steps=steps, lr=lr, seed=seed, max_length=max_length)
+    return Update(client, lora_arrays(model, name), len(pairs), dict(metrics or {}))
