@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .constitution.cli import align_cmd, constitution_app, revise_cmd
+from .demo.cli import demo_cmd
 from .errors import UserError
 from .federated.cli import gate_app
 from .filtering.cli import filter_app
@@ -30,6 +31,7 @@ app.add_typer(constitution_app, name="constitution")
 app.add_typer(gate_app, name="gate")
 app.command("revise")(revise_cmd)
 app.command("align")(align_cmd)
+app.command("demo")(demo_cmd)
 
 console = Console()
 err = Console(stderr=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from .errors import UserError
 
 _PKG = Path(__file__).resolve().parent
-ASSET_KINDS = ("eval", "filters", "constitutions")
+ASSET_KINDS = ("eval", "filters", "constitutions", "demos")
 
 
 def cache_dir(*parts: str) -> Path:

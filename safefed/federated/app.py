@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +51,13 @@ class FedConfig(BaseModel):
     gate_harmful_sample: int | None = None
     gate_benign_sample: int | None = None
     strategy: Literal["fedavg", "fedprox", "median", "trimmed", "krum"] = "fedavg"
+    # server-side Constitutional AI after each round's aggregation (the source paper's placement)
+    cai_constitution: str | None = None
+    cai_prompts: int = Field(8, ge=1)   # fresh red-team prompts per round (harmfulqa-catqa, never evaluation data)
+    cai_benign: int = Field(8, ge=0)    # benign pairs mixed in (look-alikes + general tasks)
+    cai_steps: int = Field(4, ge=1)
+    cai_lr: float = Field(2e-4, gt=0)
+    client_data: str | None = None  # JSONL of prepared client records (field `client` = partition id)
     fail_clients: list[int] = []  # fault injection: these partitions raise mid-round (tests, drills)
     out: str = "runs/flower"
     data_dir: str | None = None
@@ -61,7 +70,8 @@ class FedConfig(BaseModel):
             if name in cls.model_fields:
                 if name == "poisoned" and isinstance(value, str):
                     value = [int(x) for x in value.split(",") if x.strip()]
-                if value in ("", "none") and name in ("initial_adapter", "filter_policy", "constitution", "gate"):
+                if value in ("", "none") and name in ("initial_adapter", "filter_policy", "constitution", "gate",
+                                                     "cai_constitution", "client_data"):
                     value = None
                 values[name] = value
         return cls.model_validate(values)
@@ -95,27 +105,55 @@ def resolve_initial_adapter(cfg: FedConfig) -> str | None:
 
 # --- client ---------------------------------------------------------------------------------------
 
+_CLIENT_DATA: dict = {}
+_PREPARED: dict = {}
+
+
+def client_records(cfg: FedConfig, pid: int) -> list[dict]:
+    """Partition ``pid``'s records: from ``cfg.client_data`` (prepared once for many runs) or built here."""
+    from .partitions import client_datasets
+
+    if cfg.client_data:
+        path = Path(cfg.client_data)
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        if key not in _CLIENT_DATA:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            by_client: dict[int, list[dict]] = {}
+            for r in rows:
+                by_client.setdefault(int(r["client"]), []).append(r)
+            _CLIENT_DATA[key] = by_client
+        return _CLIENT_DATA[key].get(pid, [])
+    return client_datasets(cfg.num_clients, cfg.per_client, layout=cfg.layout, poisoned=tuple(cfg.poisoned),
+                           harmful_fraction=cfg.harmful_fraction, harmful_source=cfg.harmful_source,
+                           seed=cfg.seed, data_dir=cfg.data_dir)[pid]
+
+
 def client_train(msg: Message, context: Context, cfg: FedConfig) -> Message:
     """Local round: prepare this client's data (filter -> revise), fine-tune the global adapter, reply."""
     from ..training import train_lora
-    from .flower import arrays_to_record, prepare_training_data, record_to_arrays
+    from .flower import SAFETY_CONFIG_KEYS, arrays_to_record, prepare_training_data, record_to_arrays
     from .gate import GLOBAL
-    from .partitions import client_datasets
     from .updates import load_lora_arrays, lora_arrays
 
     cfg = FedConfig.from_run_config(context.run_config, cfg)
     pid = int(context.node_config.get("partition-id", 0))
     if pid in cfg.fail_clients:
         raise RuntimeError(f"partition {pid} fails by configuration (fail_clients)")
-    records = client_datasets(cfg.num_clients, cfg.per_client, layout=cfg.layout, poisoned=tuple(cfg.poisoned),
-                              harmful_fraction=cfg.harmful_fraction, harmful_source=cfg.harmful_source,
-                              seed=cfg.seed, data_dir=cfg.data_dir)[pid]
+    records = client_records(cfg, pid)
     model, tok = global_model(cfg)
     load_lora_arrays(model, record_to_arrays(msg.content["arrays"]), GLOBAL)
     model.set_adapter(GLOBAL)
-    prepared = prepare_training_data(records, context, model=model, tokenizer=tok,
-                                     default_policy=cfg.filter_policy, default_constitution=cfg.constitution) \
-        if cfg.filter_policy else None
+    prepared = None
+    if cfg.filter_policy:
+        # filtering alone is a pure function of the records and the policy: once per client and process
+        key = (pid, cfg.filter_policy, json.dumps(records, sort_keys=True, default=str),
+               tuple(str(context.run_config.get(k)) for k in SAFETY_CONFIG_KEYS))
+        prepared = _PREPARED.get(key) if cfg.constitution is None else None
+        if prepared is None:
+            prepared = prepare_training_data(records, context, model=model, tokenizer=tok,
+                                             default_policy=cfg.filter_policy, default_constitution=cfg.constitution)
+            if cfg.constitution is None:
+                _PREPARED[key] = prepared
     pairs = prepared.pairs if prepared else records
     server_round = int(msg.content["config"].get("server-round", 1))
     loss = 0.0
@@ -149,67 +187,135 @@ def make_strategy(cfg: FedConfig, n_clients: int):
     return s.FedAvg(**common)
 
 
-def server_main(grid: Grid, context: Context, cfg: FedConfig) -> dict:
-    """Run the rounds; writes ``out/audit.jsonl``, ``out/adapter`` and ``out/server.json``."""
+@dataclass
+class ServerHooks:
+    """What a caller running the app in-process (the demo) adds to :func:`server_main`.
+
+    ``initial_arrays`` / ``first_round``: resume from a checkpoint of the global adapter taken after
+    round ``first_round - 1``. ``audit``: the audit log to write instead of ``out/audit.jsonl`` (e.g.
+    one file shared by several tagged runs). ``evaluate(round, global_arrays, train_metrics)`` is
+    Flower's centralized evaluation (``Strategy.start(evaluate_fn=...)``): called with the starting
+    point (round ``first_round - 1``) and after every round, with that round's train metrics
+    (``{"aggregated": {...}, "clients": [{...}, ...]}``); it returns numeric metrics (or None).
+    """
+
+    initial_arrays: dict | None = None
+    first_round: int = 1
+    audit: object | None = None
+    evaluate: Callable[[int, dict, dict], dict | None] | None = None
+
+
+def server_main(grid: Grid, context: Context, cfg: FedConfig, hooks: ServerHooks | None = None) -> dict:
+    """Run the rounds; writes ``out/audit.jsonl``, ``out/adapter`` and ``out/server.json``.
+
+    Strategy stack, inside out: Flower's strategy (``cfg.strategy``) -> :class:`SafetyGate` (``cfg.gate``)
+    -> :class:`ServerConstitution` (``cfg.cai_constitution``: after aggregation, as the source paper
+    placed it) -> :class:`Resumable` (round numbering, seeded client sampling when not every client
+    trains).
+    """
     from .audit import AuditLog
-    from .flower import SafetyGate, arrays_to_record, record_to_arrays
+    from .flower import (
+        PartitionOrderedGrid,
+        Resumable,
+        SafetyGate,
+        ServerConstitution,
+        arrays_to_record,
+        record_to_arrays,
+    )
     from .gate import GLOBAL, UpdateGate, load_gate_config
     from .updates import load_lora_arrays, lora_arrays, save_global_adapter
 
     cfg = FedConfig.from_run_config(context.run_config, cfg)
+    hooks = hooks or ServerHooks()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model, tok = global_model(cfg)
-    initial = lora_arrays(model, GLOBAL)
+    initial = hooks.initial_arrays if hooks.initial_arrays is not None else lora_arrays(model, GLOBAL)
     strategy = make_strategy(cfg, cfg.num_clients)
-    gate = None
+    gate = cai = None
     if cfg.gate:
         gcfg = load_gate_config(cfg.gate)
         if cfg.gate_harmful_sample:
             gcfg.harmful_sample = cfg.gate_harmful_sample
         if cfg.gate_benign_sample is not None:
             gcfg.benign_sample = cfg.gate_benign_sample
-        gate = SafetyGate(strategy, UpdateGate(model, tok, gcfg, data_dir=cfg.data_dir,
-                                               audit=AuditLog(out / "audit.jsonl")))
-    result = (gate or strategy).start(grid=grid, initial_arrays=arrays_to_record(initial), num_rounds=cfg.rounds)
-    final = record_to_arrays(result.arrays) if result.arrays is not None else initial
+        audit = hooks.audit if hooks.audit is not None else AuditLog(out / "audit.jsonl")
+        gate = SafetyGate(strategy, UpdateGate(model, tok, gcfg, data_dir=cfg.data_dir, audit=audit))
+    stack = gate or strategy
+    if cfg.cai_constitution:
+        cai = ServerConstitution(stack, model, tok, cfg.cai_constitution, prompts=cfg.cai_prompts,
+                                 benign=cfg.cai_benign, steps=cfg.cai_steps, lr=cfg.cai_lr,
+                                 max_length=cfg.max_length, seed=cfg.seed, data_dir=cfg.data_dir, adapter=GLOBAL)
+        stack = cai
+    sampled = cfg.fraction_train < 1
+    outer = Resumable(stack, first_round=hooks.first_round, sample_seed=cfg.seed if sampled else None)
+    evaluate_fn = None
+    if hooks.evaluate is not None:
+        def evaluate_fn(server_round: int, record):
+            r = server_round + outer.offset
+            found = hooks.evaluate(r, record_to_arrays(record), {"aggregated": outer.train_metrics.get(r, {}),
+                                                                 "clients": outer.client_metrics.get(r, [])})
+            return MetricRecord(found) if found else None
+
+    final = initial
+    remaining = cfg.rounds - hooks.first_round + 1
+    result = None
+    if remaining > 0:
+        run_grid = PartitionOrderedGrid(grid) if sampled else grid
+        result = outer.start(grid=run_grid, initial_arrays=arrays_to_record(initial), num_rounds=remaining,
+                             evaluate_fn=evaluate_fn)
+        if result.arrays is not None:
+            final = record_to_arrays(result.arrays)
     load_lora_arrays(model, final, GLOBAL)
     save_global_adapter(model, out / "adapter", GLOBAL)
-    summary = {"config": cfg.model_dump(), "rounds": cfg.rounds,
-               "train_metrics": {str(k): dict(v) for k, v in result.train_metrics_clientapp.items()},
-               "gate_history": gate.history if gate else []}
+    summary = {"config": cfg.model_dump(), "rounds": cfg.rounds, "first_round": hooks.first_round,
+               "train_metrics": {str(k): v for k, v in outer.train_metrics.items()},
+               "gate_history": gate.history if gate else [], "constitution_history": cai.history if cai else []}
     (out / "server.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
-def make_apps(cfg: FedConfig) -> tuple[ServerApp, ClientApp]:
+def make_apps(cfg: FedConfig, hooks: ServerHooks | None = None) -> tuple[ServerApp, ClientApp]:
     """A (ServerApp, ClientApp) pair bound to ``cfg`` (run config keys still override)."""
-    from .flower import safety_mod
+    from .flower import partition_reply, safety_mod
 
     server = ServerApp()
     client = ClientApp(mods=[safety_mod])
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        server_main(grid, context, cfg)
+        server_main(grid, context, cfg, hooks)
 
     @client.train()
     def _train(msg: Message, context: Context) -> Message:
         return client_train(msg, context, cfg)
 
+    @client.query()
+    def _query(msg: Message, context: Context) -> Message:
+        return partition_reply(msg, int(context.node_config.get("partition-id", 0)))
+
     return server, client
 
 
-def run_simulation(cfg: FedConfig, num_cpus_per_client: int = 2) -> dict:
+def run_simulation(cfg: FedConfig, num_cpus_per_client: int = 2, hooks: ServerHooks | None = None,
+                   num_gpus_per_client: float = 0.0) -> dict:
     """Run ``cfg`` on Flower's simulation engine, in this process; returns ``out/server.json``'s content."""
     from flwr.simulation import run_simulation as flwr_run_simulation
 
-    server, client = make_apps(cfg)
+    server_json = Path(cfg.out) / "server.json"
+    server_json.unlink(missing_ok=True)
+    server, client = make_apps(cfg, hooks)
+    init_args = {"num_cpus": num_cpus_per_client, "include_dashboard": False}
+    if num_gpus_per_client:
+        init_args["num_gpus"] = 1
     flwr_run_simulation(server_app=server, client_app=client, num_supernodes=cfg.num_clients,
-                        backend_config={"client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
-                                        "init_args": {"num_cpus": num_cpus_per_client,
-                                                      "include_dashboard": False}})
-    return json.loads((Path(cfg.out) / "server.json").read_text())
+                        backend_config={"client_resources": {"num_cpus": num_cpus_per_client,
+                                                             "num_gpus": num_gpus_per_client},
+                                        "init_args": init_args})
+    if not server_json.exists():
+        raise RuntimeError(f"the Flower simulation ended without a result ({server_json} missing); "
+                           "see the log above")
+    return json.loads(server_json.read_text())
 
 
 # One name per assignment: `flwr run` checks the components statically (ast.Name targets, not tuples).

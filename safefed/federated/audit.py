@@ -4,6 +4,9 @@ A ``round_complete`` line closes a round. A resumed run starts a new attempt of 
 so no decision is silently counted twice and no line is ever rewritten. Each line is written with one
 ``os.write`` on an ``O_APPEND`` descriptor and fsync'd, so a killed run leaves at most one torn last
 line, which readers skip and the next writer terminates before appending.
+
+Several runs may share one file (the demo's arms): ``tags`` (e.g. ``{"arm": "gate"}``) go on every
+line a log writes, and its rounds and attempts count only lines that carry the same tags.
 """
 
 from __future__ import annotations
@@ -33,24 +36,28 @@ def read_audit(path: str | Path) -> list[dict]:
 class AuditLog:
     """Appends decisions for rounds; knows which rounds are complete and which attempt this is."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, tags: dict | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tags = dict(tags or {})
         self._attempts: dict[int, int] = {}
 
+    def _mine(self) -> list[dict]:
+        return [r for r in read_audit(self.path) if all(r.get(k) == v for k, v in self.tags.items())]
+
     def completed_rounds(self) -> set[int]:
-        return {int(r["round"]) for r in read_audit(self.path) if r.get("event") == "round_complete"}
+        return {int(r["round"]) for r in self._mine() if r.get("event") == "round_complete"}
 
     def attempt(self, round_: int) -> int:
         """The attempt number for ``round_`` in this run: one more than any earlier attempt's."""
         if round_ not in self._attempts:
-            seen = [int(r.get("attempt", 0)) for r in read_audit(self.path) if r.get("round") == round_]
+            seen = [int(r.get("attempt", 0)) for r in self._mine() if r.get("round") == round_]
             self._attempts[round_] = max(seen, default=0) + 1
         return self._attempts[round_]
 
     def write(self, round_: int, event: str, **fields) -> dict:
-        row = {"round": round_, "attempt": self.attempt(round_), "event": event, "time": round(time.time(), 3),
-               **fields}
+        row = {**self.tags, "round": round_, "attempt": self.attempt(round_), "event": event,
+               "time": round(time.time(), 3), **fields}
         data = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -176,3 +176,186 @@ def prepare_training_data(records: list[dict], ctx, *, model=None, tokenizer=Non
     if constitution in ("none", "off"):
         constitution = None
     return ClientSafety(policy, constitution, model=model, tokenizer=tokenizer).prepare(records)
+
+
+# --- server side: constitutional round after aggregation, resumable rounds, seeded sampling ---------
+
+class ServerConstitution(Strategy):
+    """Wrap ``strategy`` so that every round's global model goes through one constitutional round.
+
+    The source paper's placement of Constitutional AI: on the server, after aggregation. Each round
+    the new global adapter (or the previous one, when the inner strategy kept it) answers a fresh
+    seeded sample of red-team prompts (never evaluation data), unsafe answers are critiqued and revised
+    under ``constitution``, and a short LoRA SFT on the results plus benign pairs (look-alikes and
+    general tasks, so the model does not learn to refuse everything) updates the adapter that is sent
+    out next. ``model`` is a ``PeftModel`` whose adapter ``adapter`` the server may overwrite.
+    """
+
+    def __init__(self, strategy: Strategy, model, tokenizer, constitution: str = "default", *, prompts: int = 8,
+                 benign: int = 8, steps: int = 4, lr: float = 2e-4, max_length: int = 96, seed: int = 0,
+                 data_dir=None, adapter: str = "global") -> None:
+        from ..constitution import load_constitution
+
+        self.strategy = strategy
+        self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
+        self.constitution = load_constitution(constitution)
+        self.prompts, self.benign, self.steps, self.lr = prompts, benign, steps, lr
+        self.max_length, self.seed, self.data_dir = max_length, seed, data_dir
+        self.weighted_by_key = getattr(strategy, "weighted_by_key", "num-examples")
+        self._global: Arrays | None = None
+        self.history: list[dict] = []
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                        ) -> Iterable[Message]:
+        self._global = record_to_arrays(arrays)
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def benign_pairs(self, server_round: int) -> list[dict]:
+        """Half benign look-alikes (risky words, harmless intent), half general tasks; fresh each round."""
+        from ..align import benign_pairs
+        from ..lookalikes import lookalike_pairs
+
+        seed = self.seed * 7919 + server_round
+        n_look = (self.benign + 1) // 2
+        looks = [{"prompt": p["prompt"], "response": p["response"]} for p in lookalike_pairs(n_look, seed)]
+        general = [{"prompt": p["prompt"], "response": p["response"]}
+                   for p in benign_pairs(self.benign - n_look, seed, self.data_dir)]
+        return looks + general
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        import time
+
+        from ..constitution.server import constitutional_round, red_team_prompts
+        from .updates import load_lora_arrays, lora_arrays
+
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        start = record_to_arrays(arrays) if arrays is not None else self._global
+        assert start is not None, "configure_train must run before aggregate_train"
+        started = time.perf_counter()
+        load_lora_arrays(self.model, start, self.adapter)
+        self.model.set_adapter(self.adapter)
+        prompts = red_team_prompts(self.prompts, self.seed * 7919 + server_round, self.data_dir)
+        result = constitutional_round(self.model, self.tokenizer, prompts, self.constitution,
+                                      benign_pairs=self.benign_pairs(server_round), few_shot=0, answer_tokens=32,
+                                      critique_tokens=32, revision_tokens=40, steps=self.steps, lr=self.lr,
+                                      max_length=self.max_length, seed=self.seed * 7919 + server_round)
+        self.model.set_adapter(self.adapter)
+        summary = result.revise.summary
+        info = {"round": server_round, "prompts": len(prompts), "pairs": len(result.pairs),
+                "paths": dict(summary.get("counts", {})), "loss_last": result.train.losses[-1],
+                "seconds": round(time.perf_counter() - started, 1)}
+        self.history.append(info)
+        metrics = metrics if metrics is not None else MetricRecord()
+        metrics["safefed-cai-prompts"] = len(prompts)
+        metrics["safefed-cai-pairs"] = len(result.pairs)
+        for path, n in info["paths"].items():
+            metrics[f"safefed-cai-{path}"] = int(n)
+        return arrays_to_record(lora_arrays(self.model, self.adapter)), metrics
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                           ) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        log.info("ServerConstitution (%s, %d red-team prompts, %d benign pairs, %d steps per round) wrapping:",
+                 self.constitution.constitution.name, self.prompts, self.benign, self.steps)
+        self.strategy.summary()
+
+
+class Resumable(Strategy):
+    """Round numbering that continues from a checkpoint, seeded client sampling, per-round metrics.
+
+    ``Strategy.start`` numbers rounds from 1; a run resumed after round k starts the wrapped strategy
+    at ``first_round = k + 1`` so that everything keyed by the round (client seeds, the gate's prompt
+    sample, the audit log) continues where it stopped. With ``sample_seed``, the inner strategy's
+    client sampling (``random.sample`` over the grid's node ids) is seeded per round: over a grid that
+    lists nodes in partition order (:class:`PartitionOrderedGrid`), every run picks the same clients.
+    The inner strategy's aggregated train metrics are kept per round in ``train_metrics``, each
+    client's own metrics (before any wrapper or strategy touches them) in ``client_metrics``.
+    """
+
+    def __init__(self, strategy: Strategy, first_round: int = 1, sample_seed: int | None = None) -> None:
+        self.strategy = strategy
+        self.offset = first_round - 1
+        self.sample_seed = sample_seed
+        self.train_metrics: dict[int, dict] = {}
+        self.client_metrics: dict[int, list[dict]] = {}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                        ) -> Iterable[Message]:
+        import random
+
+        r = server_round + self.offset
+        if self.sample_seed is None:
+            return self.strategy.configure_train(r, arrays, config, grid)
+        state = random.getstate()
+        random.seed(f"sample:{self.sample_seed}:{r}")
+        try:
+            return list(self.strategy.configure_train(r, arrays, config, grid))
+        finally:
+            random.setstate(state)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        r = server_round + self.offset
+        replies = list(replies)
+        self.client_metrics[r] = [dict(next(iter(m.content.metric_records.values()), {})) for m in replies
+                                  if not m.has_error()]
+        arrays, metrics = self.strategy.aggregate_train(r, replies)
+        self.train_metrics[r] = dict(metrics) if metrics is not None else {}
+        return arrays, metrics
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                           ) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round + self.offset, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round + self.offset, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+
+PARTITION_QUERY = "safefed.partition"
+
+
+class PartitionOrderedGrid:
+    """A Grid whose ``get_node_ids`` lists nodes in partition order (Flower's node ids are random).
+
+    The order is asked once: a ``query`` message to every node, answered by the ClientApp with its
+    ``partition-id`` (:func:`partition_reply`). Everything else is the wrapped grid's.
+    """
+
+    def __init__(self, grid: Grid, timeout: float = 600) -> None:
+        from flwr.app import RecordDict
+
+        self._grid = grid
+        nodes = sorted(grid.get_node_ids())
+        config = ConfigRecord({"safefed-ask": PARTITION_QUERY})
+        msgs = [Message(RecordDict({"config": config}), dst_node_id=n, message_type="query") for n in nodes]
+        order = {}
+        for reply in grid.send_and_receive(msgs, timeout=timeout):
+            if reply.has_error():
+                continue
+            metrics = next(iter(reply.content.metric_records.values()), {})
+            order[reply.metadata.src_node_id] = int(metrics.get("partition-id", 1 << 30))
+        self.partitions = order
+        self._order = sorted(nodes, key=lambda n: (order.get(n, 1 << 30), n))
+
+    def get_node_ids(self) -> list[int]:
+        live = set(self._grid.get_node_ids())
+        return [n for n in self._order if n in live] + sorted(live - set(self._order))
+
+    def __getattr__(self, name: str):
+        return getattr(self._grid, name)
+
+
+def partition_reply(msg: Message, partition_id: int) -> Message:
+    """The ClientApp's answer to :class:`PartitionOrderedGrid`'s query."""
+    from flwr.app import RecordDict
+
+    return Message(RecordDict({"metrics": MetricRecord({"partition-id": int(partition_id)})}), reply_to=msg)

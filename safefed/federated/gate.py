@@ -221,10 +221,11 @@ class UpdateGate:
                     would_reject=why is not None)
         per = (time.perf_counter() - started) / max(1, len(updates))
         ordered = [decisions[u.client] for u in updates]
-        for d in ordered:
+        for u, d in zip(updates, ordered, strict=True):
             d.seconds = round(per, 3)
+            where = {"partition": u.metrics["partition-id"]} if "partition-id" in u.metrics else {}
             if self.audit is not None:
-                self.audit.decision(round_, **d.audit_fields(), prompts_harmful=len(harmful),
+                self.audit.decision(round_, **d.audit_fields(), **where, prompts_harmful=len(harmful),
                                     prompts_benign=len(benign), mode=self.config.mode)
         return ordered
 
