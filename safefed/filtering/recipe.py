@@ -1,9 +1,12 @@
 """The default filter's training recipe, from the offline data folder (see DESIGN.md "Data roles").
 
 Trained on: harmfulqa-catqa (harm categories), the filter-training half of hh-rlhf-harmless-base,
-davidson-hate-offensive, self-instruct-seed and gsm8k (train split) for everyday instructions, and
-the project's own benign look-alike prompts (:mod:`safefed.lookalikes`). Never on AdvBench, XSTest
-or JailbreakBench, which measure it.
+davidson-hate-offensive, self-instruct-seed and gsm8k (train split) for everyday instructions, the
+project's own benign look-alike prompts (:mod:`safefed.lookalikes`) and this package's further
+look-alike families (:mod:`.hard_negatives`). Every how-to question of harmfulqa-catqa and of the
+look-alikes is also added in one instruction form (:mod:`.forms`), so that the form of a request
+(question or instruction) carries no label. Never on AdvBench, XSTest or JailbreakBench, which
+measure it.
 
 The hh-rlhf rule (``hh_labelled``): only single-turn rows are used (71% of rows are multi-turn, and
 there the harm often sits in a later turn). Such a row's ``rejected`` reply, when it does not open
@@ -16,6 +19,7 @@ without a refusal marker can still evade.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from .. import data as datasets
 from ..lookalikes import lookalike_pairs
 from ..splits import SPLIT_SEED, hh_halves, in_fraction
 from .artifacts import ARTIFACTS, DEFAULT_COMPLIANCE_HEAD, DEFAULT_TEXT_HEAD
+from .forms import instruction_form
+from .hard_negatives import hard_negative_pairs
 from .training import Example, embed, fit_head
 
 CATQA_CATEGORIES = {
@@ -45,6 +51,11 @@ DAVIDSON_PER_CLASS = 1400
 GSM8K_TRAIN = 700
 SELF_INSTRUCT_TRAIN_FRACTION = 0.5
 RESPONSE_CHARS = 600
+# add an instruction form of every how-to question from these harmful sources (and of every benign look-alike)
+INSTRUCTION_FORMS: tuple[str, ...] = ("catqa", "harmfulqa")
+HARD_NEGATIVES = True  # this package's own look-alike families (hard_negatives.py)
+# the short openers lookalike_pairs puts before an answer ("Sure. "): stripped to group a subject's rows
+_OPENER = re.compile(r"^(?:Sure\. |Good question\. |Here's how\. |Happy to help\. |Of course! )")
 _REFUSAL_OPENERS = [
     "I'm sorry, but I can't help with that.",
     "I can't assist with this request.",
@@ -119,7 +130,10 @@ def text_examples(data_dir: str | Path | None, seed: int = SPLIT_SEED) -> list[E
             if r["source"] == "catqa"
             else HARMFULQA_CATEGORY
         )
-        ex.append(Example(r["prompt"], cls, r["source"]))
+        ex.append(Example(r["prompt"], cls, r["source"], r["prompt"]))
+        form = instruction_form(r["prompt"], rng) if r["source"] in INSTRUCTION_FORMS else None
+        if form:
+            ex.append(Example(form, cls, r["source"] + "/instruction-form", r["prompt"]))
     hh = hh_halves(datasets.load("hh-rlhf-harmless-base", data_dir), seed)["filter-train"].records
     for pair in hh_labelled(hh, refused)["complied"]:
         ex.append(Example(pair["prompt"], HH_CATEGORY, "hh-rlhf-harmless-base/filter-train", pair["prompt"]))
@@ -140,8 +154,20 @@ def text_examples(data_dir: str | Path | None, seed: int = SPLIT_SEED) -> list[E
         if rng.random() < 0.3:
             ex.append(Example(r["response"][:RESPONSE_CHARS], "benign", "gsm8k/train", r["id"]))
     for p in lookalike_pairs(None, seed):
-        ex.append(Example(p["prompt"], "benign", "lookalikes", p["response"]))
-        ex.append(Example(p["response"], "benign", "lookalikes", p["response"]))
+        group = "lookalike:" + _OPENER.sub("", p["response"])  # one subject's phrasings stay together
+        ex.append(Example(p["prompt"], "benign", "lookalikes", group))
+        ex.append(Example(p["response"], "benign", "lookalikes", group))
+        form = instruction_form(p["prompt"], rng) if INSTRUCTION_FORMS else None
+        if form:
+            ex.append(Example(form, "benign", "lookalikes/instruction-form", group))
+    if HARD_NEGATIVES:
+        for p in hard_negative_pairs():
+            group = "hard-negative:" + p["subject"]
+            ex.append(Example(p["prompt"], "benign", "hard-negatives", group))
+            ex.append(Example(p["response"], "benign", "hard-negatives", group))
+            form = instruction_form(p["prompt"], rng) if INSTRUCTION_FORMS else None
+            if form:
+                ex.append(Example(form, "benign", "hard-negatives/instruction-form", group))
     return ex
 
 
@@ -175,6 +201,9 @@ def compliance_examples(data_dir: str | Path | None, seed: int = SPLIT_SEED) -> 
         ex.append(Example(r["response"][:RESPONSE_CHARS], "complied", "gsm8k/train", r["id"]))
     for p in lookalike_pairs(None, seed):
         ex.append(Example(p["response"], "complied", "lookalikes", p["response"]))
+    if HARD_NEGATIVES:
+        for p in hard_negative_pairs():
+            ex.append(Example(p["response"], "complied", "hard-negatives", "hard-negative:" + p["subject"]))
     return ex
 
 
