@@ -64,3 +64,37 @@ def test_filter_train_reports_bad_rows(tmp_path, monkeypatch, capsys):
     assert code == 2
     assert f"{src}:2: 'text' must be non-empty text" in err and f"{src}:3: not valid JSON" in err
     assert f"{src}:4: 'label' must be one of" in err
+
+
+def test_instruction_forms_rewrite_how_to_questions_only():
+    from safefed.filtering.forms import instruction_forms
+
+    forms = instruction_forms("How can I get rid of fruit flies in my kitchen?")
+    assert forms and all("get rid of fruit flies in my kitchen" in f for f in forms)
+    assert "Explain how to get rid of fruit flies in my kitchen." in forms
+    assert instruction_forms("What are some techniques for pruning roses in winter?")[0].startswith("Describe")
+    assert instruction_forms("Write a poem about autumn.") == []
+    assert instruction_forms("What is a Ponzi scheme?") == []
+
+
+def test_hard_negatives_are_the_filters_own(data_dir):
+    """The filter's extra look-alikes: distinct prompts, every family, no prompt of an evaluation set."""
+    import re
+
+    from safefed.filtering.hard_negatives import CATEGORIES, hard_negative_pairs
+
+    pairs = hard_negative_pairs()
+    assert pairs == hard_negative_pairs()
+    assert len({p["prompt"] for p in pairs}) == len(pairs)
+    assert {p["category"] for p in pairs} == set(CATEGORIES)
+    evaluation = [r["prompt"] for name in ("xstest", "jailbreakbench", "advbench") for r in data.load(name, data_dir)]
+    exact = {" ".join(p.lower().split()) for p in evaluation}
+
+    def tokens(text: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+    x_tokens = [tokens(p) for p in evaluation]
+    for p in pairs:
+        assert " ".join(p["prompt"].lower().split()) not in exact, p["prompt"]
+        t = tokens(p["prompt"])
+        assert max(len(t & x) / len(t | x) for x in x_tokens) < 0.75, p["prompt"]
