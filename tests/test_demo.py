@@ -192,6 +192,27 @@ def test_resumable_numbers_rounds_from_the_checkpoint_and_samples_the_same_parti
     assert picks[0] == picks[1]
 
 
+def test_update_cache_keys_on_everything_that_shapes_an_update(tmp_path):
+    import numpy as np
+
+    from safefed.federated.app import FedConfig, UpdateCache
+
+    cache = UpdateCache(tmp_path / "c")
+    cfg = FedConfig()
+    g = {"a": np.zeros((2, 2), np.float32)}
+    pairs = [{"prompt": "p", "response": "r"}]
+    k = cache.key(g, pairs, cfg, seed=1)
+    assert cache.get(k) is None
+    cache.put(k, {"a": np.ones((2, 2), np.float32)}, 0.5)
+    arrays, loss = cache.get(k)
+    assert loss == 0.5 and arrays["a"].sum() == 4
+    assert k == cache.key({"a": np.zeros((2, 2), np.float32)}, [dict(pairs[0])], FedConfig(), seed=1)
+    others = [cache.key({"a": np.full((2, 2), 1e-6, np.float32)}, pairs, cfg, 1),
+              cache.key(g, [{"prompt": "p", "response": "r2"}], cfg, 1), cache.key(g, pairs, cfg, 2),
+              cache.key(g, pairs, FedConfig(lr=1e-3), 1), cache.key(g, pairs, FedConfig(local_steps=5), 1)]
+    assert k not in others and len(set(others)) == len(others)
+
+
 # --- outputs from a synthetic run ---------------------------------------------------------------------
 
 def _rate(k, n):
@@ -287,9 +308,13 @@ def test_smoke_preset_end_to_end(smoke_run):
         assert (out / "arms" / arm / "adapter" / "adapter_config.json").exists()
         gens = [json.loads(x) for x in (out / "arms" / arm / "generations.jsonl").read_text().splitlines()]
         assert len(gens) == ev.advbench + ev.xstest + ev.utility
-    # same starting point, different outcomes: the arms really trained differently
-    hashes = {r["adapter_hash"] for r in results["arms"].values()}
-    assert len(hashes) == 5 and results["start"]["adapter_hash"] not in hashes
+    # one starting point; the arms really trained, and differently where their safeguards differ
+    h = {a: r["adapter_hash"] for a, r in results["arms"].items()}
+    assert results["start"]["adapter_hash"] not in h.values()
+    assert len({h["baseline"], h["filter"], h["revise"], h["all"]}) == 4
+    (closed,) = [r for r in read_audit(out / "audit.jsonl") if r["arm"] == "gate" and r["event"] == "round_complete"]
+    if not closed["rejected"] and closed["aggregate_check"]["kept"]:
+        assert h["gate"] == h["baseline"]  # every update admitted: exactly FedAvg's result
     prov = results["provenance"]
     assert prov["evaluation"]["advbench"]["split"] == "eval" and prov["clients"]["content_hash"]
     assert prov["seeds"]["federation"] == 0 and prov["model"]["name"]
@@ -304,6 +329,10 @@ def test_smoke_preset_end_to_end(smoke_run):
     assert first["filter"]["filter_dropped"] not in ("", "0")  # harmful rows never reached training
     assert first["baseline"]["filter_dropped"] == ""
     assert int(first["revise"]["cai_pairs"]) >= cfg.safeguards.cai_benign and first["gate"]["cai_pairs"] == ""
+    # round 1 starts from the same adapter everywhere: each client trains once per distinct data (unfiltered,
+    # filtered) and the other arms reuse that update
+    assert {a: first[a]["reused_updates"] for a in first} == {"baseline": "0", "filter": "0", "revise": "2",
+                                                              "gate": "2", "all": "2"}
     for arm in ("gate", "all"):
         assert sorted((first[arm]["accepted"] + " " + first[arm]["rejected"]).split()) == ["0", "1"]
     audit = read_audit(out / "audit.jsonl")

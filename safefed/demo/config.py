@@ -48,7 +48,7 @@ MAIN_ARMS = ("baseline", "filter", "revise", "gate", "all")
 
 SAFEGUARD_FIELDS = ("filter_policy", "constitution", "gate", "gate_harmful_sample", "gate_benign_sample",
                     "cai_constitution", "cai_prompts", "cai_benign", "cai_steps", "cai_lr")
-RUN_FIELDS = ("out", "data_dir", "fail_clients", "client_data")  # set by the demo for each arm
+RUN_FIELDS = ("out", "data_dir", "fail_clients", "client_data", "update_cache")  # set by the demo for each arm
 
 
 def _fed_block(name: str, fields: list[str], defaults: dict, doc: str) -> type[BaseModel]:
@@ -117,13 +117,14 @@ class DemoConfig(BaseModel):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def arm_config(self, arm: str, *, out: str | Path, data_dir: str | Path | None = None,
-                   client_data: str | Path | None = None) -> FedConfig:
+                   client_data: str | Path | None = None, update_cache: str | Path | None = None) -> FedConfig:
         """The FedConfig of one arm: the shared federation block plus that arm's safeguards."""
         a = ARMS[arm]
         s = self.safeguards
         values = dict(self.federation.model_dump())
         values.update(out=str(out), data_dir=str(data_dir) if data_dir else None,
                       client_data=str(client_data) if client_data else None,
+                      update_cache=str(update_cache) if update_cache else None,
                       filter_policy=s.filter_policy if a.filter else None,
                       constitution=s.constitution if a.filter else None,
                       gate=s.gate if a.gate else None,

@@ -69,7 +69,7 @@ def _rate_cols(r: dict) -> dict:
 
 
 ROUND_COLS = ["arm", "round", "safe_rate", "safe_rate_lo", "safe_rate_hi", "n", "clients", "harmful_records",
-              "filter_dropped", "accepted", "rejected", "train_loss", "cai_pairs", "seconds"]
+              "filter_dropped", "accepted", "rejected", "train_loss", "cai_pairs", "reused_updates", "seconds"]
 
 
 def write_rounds_csv(rounds: list[dict], path: Path) -> None:

@@ -3,6 +3,9 @@
 Layout of ``--out DIR`` (everything the demo writes; ``--fresh`` removes exactly these):
 
     demo.json            the configuration, its hash and where it came from
+    cache/updates/       client updates by (global adapter, pairs, settings, seed): computed once, reused by
+                         every arm that reaches the same point (all arms start alike, so round 1 trains
+                         once per distinct client data: unfiltered and filtered)
     clients.jsonl        every client's records, prepared once for all arms (+ clients.json: counts, hash)
     start.json           the starting (aligned) model's measurement, shared by all arms (+ start.npz)
     arms/ARM/            state.json + checkpoint-round-K.npz after every finished round; flower/ (the
@@ -36,7 +39,7 @@ from .measure import eval_sets, measure, measure_safe_rate
 log = logging.getLogger(__name__)
 
 OWNED = ("demo.json", "clients.jsonl", "clients.json", "start.json", "start.npz", "start_generations.jsonl",
-         "arms", "audit.jsonl", "results.json", "results.csv", "rounds.csv", "safe_rate_by_round.png",
+         "arms", "cache", "audit.jsonl", "results.json", "results.csv", "rounds.csv", "safe_rate_by_round.png",
          "gate_decisions.png")
 
 
@@ -228,7 +231,8 @@ class DemoRunner:
                 self.progress.note(f"{arm}: finished earlier, skipped")
                 return result
         adir.mkdir(parents=True, exist_ok=True)
-        fed = self.cfg.arm_config(arm, out=adir / "flower", data_dir=self.data_dir, client_data=self.client_data)
+        fed = self.cfg.arm_config(arm, out=adir / "flower", data_dir=self.data_dir, client_data=self.client_data,
+                                  update_cache=self.out / "cache" / "updates")
         state_file = adir / "state.json"
         state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else \
             {"arm": arm, "config_key": self.cfg.key(), "rounds_done": 0, "rows": [], "checkpoint": None,
@@ -317,6 +321,7 @@ class DemoRunner:
             "n": sr["n"] if sr else None,
             "clients": sorted(int(c["partition-id"]) for c in clients if "partition-id" in c),
             "harmful_records": sum(int(c.get("harmful-records", 0)) for c in clients),
+            "reused_updates": sum(int(c.get("reused-update", 0)) for c in clients),
             "filter_dropped": sum(int(c.get("safefed-dropped", 0)) for c in clients) if any(
                 "safefed-dropped" in c for c in clients) else None,
             "accepted": accepted, "rejected": rejected,

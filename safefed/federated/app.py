@@ -58,6 +58,7 @@ class FedConfig(BaseModel):
     cai_steps: int = Field(4, ge=1)
     cai_lr: float = Field(2e-4, gt=0)
     client_data: str | None = None  # JSONL of prepared client records (field `client` = partition id)
+    update_cache: str | None = None  # folder: a client update is computed once per (global adapter, pairs, settings)
     fail_clients: list[int] = []  # fault injection: these partitions raise mid-round (tests, drills)
     out: str = "runs/flower"
     data_dir: str | None = None
@@ -71,7 +72,7 @@ class FedConfig(BaseModel):
                 if name == "poisoned" and isinstance(value, str):
                     value = [int(x) for x in value.split(",") if x.strip()]
                 if value in ("", "none") and name in ("initial_adapter", "filter_policy", "constitution", "gate",
-                                                     "cai_constitution", "client_data"):
+                                                     "cai_constitution", "client_data", "update_cache"):
                     value = None
                 values[name] = value
         return cls.model_validate(values)
@@ -141,7 +142,8 @@ def client_train(msg: Message, context: Context, cfg: FedConfig) -> Message:
         raise RuntimeError(f"partition {pid} fails by configuration (fail_clients)")
     records = client_records(cfg, pid)
     model, tok = global_model(cfg)
-    load_lora_arrays(model, record_to_arrays(msg.content["arrays"]), GLOBAL)
+    global_arrays = record_to_arrays(msg.content["arrays"])
+    load_lora_arrays(model, global_arrays, GLOBAL)
     model.set_adapter(GLOBAL)
     prepared = None
     if cfg.filter_policy:
@@ -156,17 +158,68 @@ def client_train(msg: Message, context: Context, cfg: FedConfig) -> Message:
                 _PREPARED[key] = prepared
     pairs = prepared.pairs if prepared else records
     server_round = int(msg.content["config"].get("server-round", 1))
-    loss = 0.0
-    if pairs:
-        model, stats = train_lora(model, tok, pairs, steps=cfg.local_steps, lr=cfg.lr, batch_size=cfg.batch_size,
-                                  max_length=cfg.max_length, seed=cfg.seed * 1000 + server_round * 10 + pid)
-        loss = stats.losses[-1]
+    seed = cfg.seed * 1000 + server_round * 10 + pid
+    cached = UpdateCache(cfg.update_cache).key(global_arrays, pairs, cfg, seed) if cfg.update_cache else None
+    found = UpdateCache(cfg.update_cache).get(cached) if cached else None
+    if found:
+        arrays, loss = found
+    else:
+        loss = 0.0
+        if pairs:
+            model, stats = train_lora(model, tok, pairs, steps=cfg.local_steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                                      max_length=cfg.max_length, seed=seed)
+            loss = stats.losses[-1]
+        arrays = lora_arrays(model, GLOBAL)
+        if cached:
+            UpdateCache(cfg.update_cache).put(cached, arrays, loss)
     metrics = {"num-examples": max(1, len(pairs)), "train-loss": float(loss), "partition-id": pid,
-               "harmful-records": sum(bool(r.get("harmful")) for r in records)}
+               "harmful-records": sum(bool(r.get("harmful")) for r in records), "reused-update": int(bool(found))}
     if prepared:
         metrics.update(prepared.metrics)
-    content = RecordDict({"arrays": arrays_to_record(lora_arrays(model, GLOBAL)), "metrics": MetricRecord(metrics)})
+    content = RecordDict({"arrays": arrays_to_record(arrays), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
+
+
+class UpdateCache:
+    """Client updates computed once: local training is a pure function of the global adapter it starts
+    from, the pairs, the training settings and the seed, so runs that share a starting point (the demo's
+    arms in their first round) can share its result. Entries are written atomically."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def key(self, global_arrays: dict, pairs: list[dict], cfg: FedConfig, seed: int) -> str:
+        import hashlib
+
+        import numpy as np
+
+        h = hashlib.sha256()
+        for name in sorted(global_arrays):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(global_arrays[name], dtype=np.float32).tobytes())
+        settings = [cfg.model, cfg.initial_adapter, cfg.local_steps, cfg.lr, cfg.batch_size, cfg.max_length, seed]
+        h.update(json.dumps([settings, [[p["prompt"], p["response"]] for p in pairs]]).encode())
+        return h.hexdigest()[:32]
+
+    def get(self, key: str) -> tuple[dict, float] | None:
+        import numpy as np
+
+        path = self.folder / f"{key}.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files if k != "__loss__"}
+            return arrays, float(data["__loss__"])
+
+    def put(self, key: str, arrays: dict, loss: float) -> None:
+        import os
+
+        import numpy as np
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f"{key}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, __loss__=np.float64(loss), **arrays)
+        os.replace(tmp, self.folder / f"{key}.npz")
 
 
 # --- server ---------------------------------------------------------------------------------------
