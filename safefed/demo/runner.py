@@ -276,11 +276,15 @@ class DemoRunner:
                 raise DemoStopped(f"arm {arm}: stopped after round {r} (stop_after_round); run again to resume")
             return {"safe_rate": sr["value"]} if sr else None
 
+        gpus = self.cfg.simulation.num_gpus_per_client
+        if gpus and not _cuda():
+            self.progress.note(f"{arm}: no GPU here; clients run on the CPU (simulation.num_gpus_per_client ignored)")
+            gpus = 0.0
         if state["rounds_done"] < fed.rounds:
             hooks = ServerHooks(initial_arrays=arrays, first_round=state["rounds_done"] + 1, audit=audit,
                                 evaluate=on_round)
             run_simulation(fed, num_cpus_per_client=self.cfg.simulation.num_cpus_per_client,
-                           num_gpus_per_client=self.cfg.simulation.num_gpus_per_client, hooks=hooks)
+                           num_gpus_per_client=gpus, hooks=hooks)
             if state["rounds_done"] < fed.rounds:
                 raise RuntimeError(f"arm {arm}: the simulation stopped after round {state['rounds_done']} of "
                                    f"{fed.rounds}; run again to resume")
@@ -404,6 +408,12 @@ def _delta(a: dict, b: dict) -> float | None:
     if a.get("value") is None or b.get("value") is None:
         return None
     return round(a["value"] - b["value"], 4)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _now() -> str:
