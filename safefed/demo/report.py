@@ -136,7 +136,7 @@ def plot_gate_decisions(rounds: list[dict], path: Path) -> Path | None:
     plt = _plt()
     from matplotlib.colors import ListedColormap
 
-    fig, axes = plt.subplots(1, len(gated), figsize=(3.2 * len(gated) + 0.8, 3.2), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(gated), figsize=(max(4.6, 3.2 * len(gated) + 0.8), 3.4), dpi=100, squeeze=False)
     cmap = ListedColormap(["#dddddd", "#d62728", "#2ca02c"])
     for ax, (arm, rows) in zip(axes[0], gated.items(), strict=True):
         rows = sorted(rows, key=lambda x: x["round"])
@@ -153,8 +153,8 @@ def plot_gate_decisions(rounds: list[dict], path: Path) -> Path | None:
         ax.set_yticks(range(len(clients)), [f"client {c}" for c in clients])
         ax.set_xlabel("round")
         ax.set_title(f"{arm}: gate decisions", fontsize=10)
-    fig.suptitle("green accepted, red rejected, grey not sampled; number = candidate's gate safe_rate",
-                 fontsize=8)
+    fig.suptitle("green accepted · red rejected · grey not sampled\nnumber: the candidate's safe_rate on the gate's "
+                 "prompts", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
