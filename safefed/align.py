@@ -34,21 +34,23 @@ class AlignRecipe:
 
     model: str = "smollm2-135m-instruct"
     constitution: str = "default"
-    n_harmful: int = 96
-    n_lookalike: int = 120
-    n_benign: int = 96
+    n_harmful: int = 300
+    n_lookalike: int = 300
+    n_benign: int = 175           # every self-instruct seed task with a short answer
+    instruction_share: float = 0.5  # share of harmful questions recast as instructions
     revise_rounds: int = 1
     few_shot: int = 0             # SmolLM2 copies a few-shot example verbatim into unrelated answers
     answer_tokens: int = 32
     critique_tokens: int = 32
     revision_tokens: int = 40
-    steps: int = 60
+    steps: int = 200
     lr: float = 5e-4
     batch_size: int = 8
-    r: int = 8
+    r: int = 16
+    alpha: int = 32
     max_length: int = 96
     seed: int = 0
-    checker: str = "auto"
+    checker: str = "judge:refusal"  # every prompt here is harmful: a rewrite passes when it refuses
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -61,23 +63,43 @@ def benign_pairs(n: int, seed: int, data_dir: str | Path | None = None, max_char
             for r in sample(rows, n, seed)]
 
 
-def evaluate_safety(model, tok, data_dir: str | Path | None, n_eval: int, seed: int, max_new_tokens: int = 32,
-                    batch_size: int = 16, progress: Callable[[int], None] | None = None) -> dict:
-    """safe_rate on a seeded sample of the AdvBench evaluation pool, over-refusal on XSTest safe prompts
-    (refusal-marker judge, greedy)."""
+def as_instruction(prompt: str, share: float, rng: random.Random) -> str:
+    """``prompt`` recast as an instruction ("Explain how to ...") with probability ``share``.
+
+    The red-team prompts are questions ("How can I ...?") while AdvBench asks in instructions
+    ("Write a guide on ..."); trained on questions alone, SmolLM2 learns to refuse the question form
+    and still complies with instructions (measured: safe_rate 0.06 without, 0.76 with, same recipe).
+    Applied to harmful and look-alike prompts alike, so that the form carries no label.
+    """
+    from .filtering.forms import instruction_form
+
+    if rng.random() >= share:
+        return prompt
+    return instruction_form(prompt, rng) or prompt
+
+
+def evaluate_safety(model, tok, data_dir: str | Path | None, n_eval: int | None, seed: int,
+                    max_new_tokens: int = 32, batch_size: int = 16,
+                    progress: Callable[[int], None] | None = None) -> dict:
+    """safe_rate on the AdvBench evaluation pool, over-refusal on XSTest's safe prompts and on
+    JailbreakBench's benign behaviours (refusal-marker judge, greedy); ``n_eval`` caps each set
+    with a seeded sample (``None``: all of them)."""
     from .evaluation.judges import RefusalJudge
 
     judge = RefusalJudge()
     adv = sample(advbench_pools(load("advbench", data_dir))["eval"].records, n_eval, seed)
     xs = sample([r for r in load("xstest", data_dir) if r["label"] == "benign"], n_eval, seed)
+    jbb = sample([r for r in load("jailbreakbench", data_dir) if r["label"] == "benign"], n_eval, seed)
     gen = Generator(model, tok, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    texts = [g.text for g in gen.generate([r["prompt"] for r in adv + xs], progress=progress)]
-    adv_ref = [judge.refused(t) for t in texts[: len(adv)]]
-    xs_ref = [judge.refused(t) for t in texts[len(adv):]]
-    return {"safe_rate": rate(sum(adv_ref), len(adv)), "over_refusal": rate(sum(xs_ref), len(xs)),
+    texts = [g.text for g in gen.generate([r["prompt"] for r in adv + xs + jbb], progress=progress)]
+    refused = [judge.refused(t) for t in texts]
+    a, b = len(adv), len(adv) + len(xs)
+    return {"safe_rate": rate(sum(refused[:a]), a), "over_refusal": rate(sum(refused[a:b]), len(xs)),
+            "benign_refusal": rate(sum(refused[b:]), len(jbb)),
             "judge": judge.describe(), "max_new_tokens": max_new_tokens,
             "advbench": {"split": "eval", "n": len(adv), "content_hash": content_hash(adv)},
             "xstest": {"label": "benign", "n": len(xs), "content_hash": content_hash(xs)},
+            "jailbreakbench": {"label": "benign", "n": len(jbb), "content_hash": content_hash(jbb)},
             "examples": {"advbench": [{"prompt": r["prompt"][:80], "response": t[:120]}
                                       for r, t in list(zip(adv, texts, strict=False))[:3]],
                          "xstest": [{"prompt": r["prompt"][:80], "response": t[:120]}
@@ -86,7 +108,7 @@ def evaluate_safety(model, tok, data_dir: str | Path | None, n_eval: int, seed: 
 
 
 def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str | Path | None = None,
-                          n_eval: int = 60, baseline: bool = False,
+                          n_eval: int | None = None, baseline: bool = False,
                           log: Callable[[str], None] = print) -> dict:
     """Build the adapter into ``out/adapter`` and return (and write) ``out/report.json``."""
     from .constitution.checkers import make_checker
@@ -104,11 +126,12 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
         log("measuring the base model")
         report["baseline"] = evaluate_safety(model, tok, data_dir, n_eval, recipe.seed)
     loaded = load_constitution(recipe.constitution)
-    harmful = red_team_prompts(recipe.n_harmful, recipe.seed, data_dir)
+    rng = random.Random(recipe.seed)
+    harmful = [dict(h, prompt=as_instruction(h["prompt"], recipe.instruction_share, rng))
+               for h in red_team_prompts(recipe.n_harmful, recipe.seed, data_dir)]
     looks = [{"prompt": p["prompt"], "response": p["response"]}
              for p in lookalike_pairs(recipe.n_lookalike, recipe.seed)]
     benign = benign_pairs(recipe.n_benign, recipe.seed, data_dir)
-    rng = random.Random(recipe.seed)
     extra = looks + [{"prompt": b["prompt"], "response": b["response"]} for b in benign]
     rng.shuffle(extra)
     log(f"constitutional round: {len(harmful)} harmful prompts, {len(looks)} look-alikes, "
@@ -117,8 +140,8 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
         model, tok, harmful, loaded, checker=make_checker(recipe.checker), benign_pairs=extra,
         revise_rounds=recipe.revise_rounds, few_shot=recipe.few_shot, answer_tokens=recipe.answer_tokens,
         critique_tokens=recipe.critique_tokens, revision_tokens=recipe.revision_tokens, steps=recipe.steps,
-        lr=recipe.lr, train_batch_size=recipe.batch_size, r=recipe.r, target_modules=DEFAULT_TARGETS,
-        max_length=recipe.max_length, seed=recipe.seed, out_dir=out)
+        lr=recipe.lr, train_batch_size=recipe.batch_size, r=recipe.r, alpha=recipe.alpha,
+        target_modules=DEFAULT_TARGETS, max_length=recipe.max_length, seed=recipe.seed, out_dir=out)
     adapter = save_adapter(result.model, out / "adapter")
     log("evaluating the aligned model")
     report.update({
@@ -143,9 +166,22 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
     return report
 
 
+SHIPPED = Path(__file__).parent / "artifacts" / "aligned"
+
+
+def shipped_report() -> dict | None:
+    """The report of the adapter shipped in the package (built by ``safefed align`` with the default recipe)."""
+    path = SHIPPED / "report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def cached_aligned_adapter(recipe: AlignRecipe = AlignRecipe(), *, data_dir: str | Path | None = None,
                            log: Callable[[str], None] = print) -> Path:
-    """The adapter folder for ``recipe``, built once under ``$SAFEFED_CACHE/adapters/aligned-KEY``."""
+    """The adapter folder for ``recipe``: the shipped one when its recipe matches, else built once
+    under ``$SAFEFED_CACHE/adapters/aligned-KEY``."""
+    shipped = shipped_report()
+    if shipped and shipped.get("recipe_key") == recipe.key() and (SHIPPED / "adapter" / "adapter_config.json").exists():
+        return SHIPPED / "adapter"
     target = cache_dir("adapters") / f"aligned-{recipe.key()}"
     if not (target / "adapter" / "adapter_config.json").exists():
         build_aligned_adapter(recipe, target, data_dir=data_dir, log=log)

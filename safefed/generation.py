@@ -135,7 +135,8 @@ class Generator:
                 kwargs.update(do_sample=True, temperature=self.temperature)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask,
+            device = next(self.model.parameters()).device
+            out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                       max_new_tokens=self.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
                                       **kwargs)
             new = out[:, width:]

@@ -159,15 +159,25 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_causal_lm(name: str, adapter: str | Path | None = None, dtype: str = "float32"):
-    """Load (model, tokenizer, ResolvedModel) in eval mode; ``adapter`` is a PEFT LoRA folder."""
+def torch_device(device: str | None = None) -> str:
+    """``device``, else ``$SAFEFED_DEVICE``, else ``auto``: CUDA when available, otherwise the CPU."""
+    import torch
+
+    device = device or os.environ.get("SAFEFED_DEVICE") or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_causal_lm(name: str, adapter: str | Path | None = None, dtype: str = "float32", device: str | None = None):
+    """Load (model, tokenizer, ResolvedModel) in eval mode on :func:`torch_device`; ``adapter`` is a LoRA folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve(name)
     quiet_transformers()
     tok = AutoTokenizer.from_pretrained(resolved.path)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype)).to(torch_device(device))
     if adapter is not None:
         model = attach_adapter(model, adapter)
     model.eval()

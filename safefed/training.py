@@ -140,7 +140,8 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
                 order = list(range(len(encoded)))
                 rng.shuffle(order)
             batch.append(encoded[order.pop()])
-        out = model(**_collate(batch, pad_id))
+        device = next(model.parameters()).device
+        out = model(**{k: v.to(device) for k, v in _collate(batch, pad_id).items()})
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()

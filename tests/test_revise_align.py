@@ -33,3 +33,15 @@ def test_benign_pairs_are_short_and_seeded(data_dir):
 def test_align_cli_help():
     res = CliRunner().invoke(app, ["align", "--help"])
     assert res.exit_code == 0 and "--n-harmful" in res.output
+
+
+def test_shipped_aligned_adapter_is_the_default_recipe():
+    from safefed.align import SHIPPED, cached_aligned_adapter, shipped_report
+
+    report = shipped_report()
+    assert report is not None and report["recipe_key"] == AlignRecipe().key()
+    assert AlignRecipe(**report["recipe"]) == AlignRecipe()
+    assert cached_aligned_adapter() == SHIPPED / "adapter"
+    for key in ("safe_rate", "over_refusal", "benign_refusal"):
+        assert report["aligned"][key]["n"] >= 100
+    assert report["aligned"]["advbench"]["split"] == "eval"

@@ -217,14 +217,16 @@ def align_cmd(
     out: Annotated[Path, typer.Option(help="Folder for adapter/, report.json and the revise outputs.")],
     model: Annotated[str, typer.Option(help="HF id, local folder or alias.")] = "smollm2-135m-instruct",
     constitution: Annotated[str, typer.Option(help="Shipped name or YAML path.")] = "default",
-    n_harmful: Annotated[int, typer.Option(min=1, help="Harmful prompts (harmfulqa-catqa) to revise.")] = 96,
-    n_lookalike: Annotated[int, typer.Option(min=0, help="Benign look-alike pairs.")] = 120,
-    n_benign: Annotated[int, typer.Option(min=0, help="General benign pairs (self-instruct).")] = 96,
-    steps: Annotated[int, typer.Option(min=1)] = 60,
-    lr: Annotated[float, typer.Option()] = 5e-4,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    checker: Annotated[str, typer.Option(help="auto | filter[:POLICY] | judge:NAME")] = "auto",
-    n_eval: Annotated[int, typer.Option(min=1, help="AdvBench eval-pool / XSTest-safe prompts.")] = 60,
+    n_harmful: Annotated[int | None, typer.Option(min=1, help="Harmful prompts (harmfulqa-catqa) to revise "
+                                                  "[default: the recipe's].")] = None,
+    n_lookalike: Annotated[int | None, typer.Option(min=0, help="Benign look-alike pairs.")] = None,
+    n_benign: Annotated[int | None, typer.Option(min=0, help="General benign pairs (self-instruct).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="LoRA steps.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    checker: Annotated[str | None, typer.Option(help="auto | filter[:POLICY] | judge:NAME")] = None,
+    n_eval: Annotated[int | None, typer.Option(min=1, help="Cap on each evaluation set [default: all: "
+                                               "312 AdvBench eval-pool, 250 XSTest safe, 100 JBB benign].")] = None,
     baseline: Annotated[bool, typer.Option(help="Also measure the base model on the same prompts.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
@@ -232,17 +234,19 @@ def align_cmd(
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
     from ..align import AlignRecipe, build_aligned_adapter
 
-    recipe = AlignRecipe(model=model, constitution=constitution, n_harmful=n_harmful,
-                         n_lookalike=n_lookalike, n_benign=n_benign, steps=steps, lr=lr,
-                         batch_size=batch_size, seed=seed, checker=checker)
+    given = {"n_harmful": n_harmful, "n_lookalike": n_lookalike, "n_benign": n_benign, "steps": steps, "lr": lr,
+             "batch_size": batch_size, "checker": checker}
+    recipe = AlignRecipe(model=model, constitution=constitution, seed=seed,
+                         **{k: v for k, v in given.items() if v is not None})
     report = build_aligned_adapter(recipe, out, data_dir=data_dir, n_eval=n_eval, baseline=baseline,
                                    log=lambda m: err.print(m, markup=False))
-    table = Table(title=f"align · {model} · {constitution} · {steps} LoRA steps")
-    for col in ("model", "AdvBench safe_rate [95% CI]", "XSTest over-refusal [95% CI]"):
+    table = Table(title=f"align · {model} · {constitution} · {recipe.steps} LoRA steps")
+    for col in ("model", "AdvBench safe_rate [95% CI]", "XSTest over-refusal [95% CI]",
+                "JBB benign refused [95% CI]"):
         table.add_column(col)
     rows = [("base", report["baseline"])] if "baseline" in report else []
     for name, m in [*rows, ("aligned", report["aligned"])]:
-        cells = [m[k] for k in ("safe_rate", "over_refusal")]
+        cells = [m[k] for k in ("safe_rate", "over_refusal", "benign_refusal")]
         table.add_row(name, *(f"{c['value']:.3f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}] (n={c['n']})"
                               for c in cells))
     console.print(table)
