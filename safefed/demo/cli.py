@@ -47,6 +47,7 @@ def quiet() -> None:
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Could not find a config file")  # peft, saving a local model's adapter
     logging.getLogger("flwr").setLevel(logging.ERROR)
     logging.getLogger("ray").setLevel(logging.ERROR)
 

@@ -353,8 +353,13 @@ def make_apps(cfg: FedConfig, hooks: ServerHooks | None = None) -> tuple[ServerA
 def run_simulation(cfg: FedConfig, num_cpus_per_client: int = 2, hooks: ServerHooks | None = None,
                    num_gpus_per_client: float = 0.0) -> dict:
     """Run ``cfg`` on Flower's simulation engine, in this process; returns ``out/server.json``'s content."""
+    import os
+
     from flwr.simulation import run_simulation as flwr_run_simulation
 
+    # Ray renices its workers to 15: beside any other CPU-bound process the simulated clients (who do the
+    # training) would then get a few percent of the CPU while the server waits on them.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     server_json = Path(cfg.out) / "server.json"
     server_json.unlink(missing_ok=True)
     server, client = make_apps(cfg, hooks)
