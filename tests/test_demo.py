@@ -318,7 +318,12 @@ def test_smoke_preset_end_to_end(smoke_run):
     prov = results["provenance"]
     assert prov["evaluation"]["advbench"]["split"] == "eval" and prov["clients"]["content_hash"]
     assert prov["seeds"]["federation"] == 0 and prov["model"]["name"]
-    assert results["target"]["rule"] and isinstance(results["target"]["met"], bool)
+    t = results["target"]
+    assert t["rule"] and isinstance(t["met"], bool) and isinstance(t["met_vs_start"], bool)
+    a, b = results["arms"]["all"], results["arms"]["baseline"]
+    assert t["safe_rate_gain"] == round(a["safe_rate"]["value"] - b["safe_rate"]["value"], 4)
+    assert t["over_refusal_rise_vs_start"] == round(a["over_refusal"]["value"]
+                                                    - results["start"]["over_refusal"]["value"], 4)
 
     csv_rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["arm"] for r in csv_rows] == ["start", "baseline", "filter", "revise", "gate", "all"]
