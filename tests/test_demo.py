@@ -360,7 +360,11 @@ def test_smoke_rerun_skips_finished_arms(smoke_run, data_dir):
     assert (res.stdout + res.stderr).count("finished earlier, skipped") == 2
     assert {a: (out / "arms" / a / "result.json").read_text() for a in before} == before
     # results.json still lists every finished arm, not only the ones asked for this time
-    assert len(json.loads((out / "results.json").read_text())["arms"]) == 5
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["arms"]) == 5
+    first, second = results["demo"]["invocations"]
+    assert first["ran"] == ["baseline", "filter", "revise", "gate", "all"] and second["ran"] == []
+    assert results["demo"]["wall_s_all_invocations"] == round(first["wall_s"] + second["wall_s"], 1)
 
 
 @pytest.mark.slow

@@ -45,7 +45,8 @@ def quiet() -> None:
     import os
     import warnings
 
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning,"
+                                            "ignore:Could not find a config file:UserWarning")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="Could not find a config file")  # peft, saving a local model's adapter
     logging.getLogger("flwr").setLevel(logging.ERROR)

@@ -102,6 +102,7 @@ class DemoRunner:
         self.progress = progress or Progress()
         self._judge = None
         self.stop_after_round = stop_after_round  # fault injection (tests, drills): stop once round k is saved
+        self.ran: list[str] = []
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
@@ -230,6 +231,7 @@ class DemoRunner:
             if result.get("config_key") == self.cfg.key():
                 self.progress.note(f"{arm}: finished earlier, skipped")
                 return result
+        self.ran.append(arm)
         adir.mkdir(parents=True, exist_ok=True)
         fed = self.cfg.arm_config(arm, out=adir / "flower", data_dir=self.data_dir, client_data=self.client_data,
                                   update_cache=self.out / "cache" / "updates")
@@ -360,14 +362,19 @@ class DemoRunner:
         results = {}
         for arm in self.arms:
             results[arm] = self.run_arm(arm)
+        wall = time.perf_counter() - started
+        meta = json.loads((self.out / "demo.json").read_text(encoding="utf-8"))
+        meta.setdefault("invocations", []).append({"finished": _now(), "wall_s": round(wall, 1), "arms": self.arms,
+                                                   "ran": [a for a in self.arms if a in self.ran]})
+        _write_json(self.out / "demo.json", meta)
         summary = collect(self.cfg, self.out, self.start, results, self.provenance, source=self.source,
-                          wall_s=time.perf_counter() - started)
+                          wall_s=wall, invocations=meta["invocations"])
         write_outputs(summary, self.out)
         return summary
 
 
 def collect(cfg: DemoConfig, out: Path, start: dict, results: dict, provenance: dict, *, source: str | None,
-            wall_s: float) -> dict:
+            wall_s: float, invocations: list[dict] | None = None) -> dict:
     """results.json's content: every finished arm in the folder (also arms of earlier invocations)."""
     arms = dict(results)
     for f in sorted((out / "arms").glob("*/result.json")):
@@ -383,7 +390,9 @@ def collect(cfg: DemoConfig, out: Path, start: dict, results: dict, provenance: 
     strip = ("safe_rate", "over_refusal", "utility")
     summary = {
         "demo": {"config_key": cfg.key(), "source": source, "config": cfg.model_dump(mode="json"),
-                 "created": _now(), "wall_s": round(wall_s, 1)},
+                 "created": _now(), "wall_s": round(wall_s, 1),
+                 "wall_s_all_invocations": round(sum(i["wall_s"] for i in invocations or []), 1) or round(wall_s, 1),
+                 "invocations": invocations or []},
         "start": {k: start[k] for k in (*strip, "adapter", "adapter_hash", "per_round_safe_rate") if k in start},
         "arms": {a: arms[a] for a in order},
         "rounds": rounds,
