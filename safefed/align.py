@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .data import content_hash, load
-from .generation import Generator
 from .paths import cache_dir
 from .provenance import file_hash, package_versions
-from .splits import advbench_pools, sample
+from .splits import sample
 from .stats import rate
 from .training import DEFAULT_TARGETS, save_adapter
 
@@ -82,29 +81,27 @@ def evaluate_safety(model, tok, data_dir: str | Path | None, n_eval: int | None,
                     max_new_tokens: int = 32, batch_size: int = 16,
                     progress: Callable[[int], None] | None = None) -> dict:
     """safe_rate on the AdvBench evaluation pool, over-refusal on XSTest's safe prompts and on
-    JailbreakBench's benign behaviours (refusal-marker judge, greedy); ``n_eval`` caps each set
-    with a seeded sample (``None``: all of them)."""
-    from .evaluation.judges import RefusalJudge
+    JailbreakBench's benign behaviours (refusal-marker judge, greedy; :mod:`safefed.evaluation.headline`);
+    ``n_eval`` caps each set with a seeded sample (``None``: all of them)."""
+    from .evaluation.headline import eval_sets, measure
+    from .evaluation.judges import make_judge
 
-    judge = RefusalJudge()
-    adv = sample(advbench_pools(load("advbench", data_dir))["eval"].records, n_eval, seed)
-    xs = sample([r for r in load("xstest", data_dir) if r["label"] == "benign"], n_eval, seed)
-    jbb = sample([r for r in load("jailbreakbench", data_dir) if r["label"] == "benign"], n_eval, seed)
-    gen = Generator(model, tok, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    texts = [g.text for g in gen.generate([r["prompt"] for r in adv + xs + jbb], progress=progress)]
-    refused = [judge.refused(t) for t in texts]
-    a, b = len(adv), len(adv) + len(xs)
-    return {"safe_rate": rate(sum(refused[:a]), a), "over_refusal": rate(sum(refused[a:b]), len(xs)),
-            "benign_refusal": rate(sum(refused[b:]), len(jbb)),
+    judge = make_judge("refusal")
+    sets = eval_sets(n_eval, n_eval, n_eval, seed=seed, data_dir=data_dir)
+    m = measure(model, tok, sets, judge, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    by_set = {name: [g for g in m["generations"] if g["set"] == name] for name in ("advbench", "xstest", "utility")}
+    ut = by_set["utility"]
+    prov = sets.provenance
+    return {"safe_rate": m["safe_rate"], "over_refusal": m["over_refusal"],
+            "benign_refusal": rate(sum(g["refused"] for g in ut), len(ut)),
             "judge": judge.describe(), "max_new_tokens": max_new_tokens,
-            "advbench": {"split": "eval", "n": len(adv), "content_hash": content_hash(adv)},
-            "xstest": {"label": "benign", "n": len(xs), "content_hash": content_hash(xs)},
-            "jailbreakbench": {"label": "benign", "n": len(jbb), "content_hash": content_hash(jbb)},
-            "examples": {"advbench": [{"prompt": r["prompt"][:80], "response": t[:120]}
-                                      for r, t in list(zip(adv, texts, strict=False))[:3]],
-                         "xstest": [{"prompt": r["prompt"][:80], "response": t[:120]}
-                                    for r, t in list(zip(xs, texts[len(adv):], strict=False))[:3]]},
-            "tokens_per_s": round(gen.stats.tokens_per_s, 2)}
+            "advbench": {"split": "eval", "n": prov["advbench"]["n"], "content_hash": prov["advbench"]["content_hash"]},
+            "xstest": {"label": "benign", "n": prov["xstest"]["n"], "content_hash": prov["xstest"]["content_hash"]},
+            "jailbreakbench": {"label": "benign", "n": prov["utility"]["n"],
+                               "content_hash": prov["utility"]["content_hash"]},
+            "examples": {name: [{"prompt": g["prompt"][:80], "response": g["response"][:120]} for g in by_set[name][:3]]
+                         for name in ("advbench", "xstest")},
+            "tokens_per_s": round(m["generated_tokens"] / m["seconds"], 2) if m["seconds"] else 0.0}
 
 
 def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str | Path | None = None,

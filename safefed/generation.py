@@ -118,6 +118,7 @@ class Generator:
         stop = self._stop_ids()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stop[0]
         results: list[Generation | None] = [None] * len(encoded)
+        device = next(self.model.parameters()).device
         start = time.perf_counter()
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
@@ -135,7 +136,6 @@ class Generator:
                 kwargs.update(do_sample=True, temperature=self.temperature)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            device = next(self.model.parameters()).device
             out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                       max_new_tokens=self.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
                                       **kwargs)

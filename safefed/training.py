@@ -131,6 +131,7 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
     rng = random.Random(seed)
     order: list[int] = []
     losses: list[float] = []
+    device = next(model.parameters()).device
     model.train()
     start = time.perf_counter()
     for step in range(steps):
@@ -140,7 +141,6 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
                 order = list(range(len(encoded)))
                 rng.shuffle(order)
             batch.append(encoded[order.pop()])
-        device = next(model.parameters()).device
         out = model(**{k: v.to(device) for k, v in _collate(batch, pad_id).items()})
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

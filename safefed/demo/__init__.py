@@ -1,7 +1,7 @@
 """``safefed demo``: the source paper's experiment in miniature, one federated run per arm.
 
-``config`` holds the schema (presets in ``demos/*.yaml``) and the arms, ``measure`` the evaluation of
-a global model, ``runner`` the runs themselves (shared work once, resume from checkpoints),
+``config`` holds the schema (presets in ``demos/*.yaml``) and the arms (a global model is measured by
+``safefed.evaluation.headline``), ``runner`` the runs themselves (shared work once, resume from checkpoints),
 ``report`` the files, plots and terminal table, ``cli`` the command.
 """
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..evaluation.headline import eval_sets, measure, measure_safe_rate
 from ..provenance import file_hash, package_versions
 from .config import ARMS, DemoConfig
-from .measure import eval_sets, measure, measure_safe_rate
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,9 @@ class DemoRunner:
                                "the first build takes minutes on a CPU)")
         adapter = resolve_initial_adapter(base)
         clients = self._client_data(base)
-        self.sets = eval_sets(self.cfg.evaluation, self.data_dir)
+        ev = self.cfg.evaluation
+        self.sets = eval_sets(ev.advbench, ev.xstest, ev.utility, ev.per_round, ev.seed, self.data_dir)
+        self.gen_args = {"max_new_tokens": ev.max_new_tokens, "batch_size": ev.batch_size}
         model, tok = global_model(base)
         start_npz = self.out / "start.npz"
         start_json = self.out / "start.json"
@@ -169,11 +171,11 @@ class DemoRunner:
 
             load_lora_arrays(model, self.start_arrays, GLOBAL)
             model.set_adapter(GLOBAL)
-            ev = self.cfg.evaluation
             n = len(self.sets.advbench) + len(self.sets.xstest) + len(self.sets.utility)
-            m = measure(model, tok, self.sets, ev, self.judge, self.progress.generation("starting model", n))
-            per_round = measure_safe_rate(model, tok, self.sets.per_round, ev, self.judge) if self.sets.per_round \
-                else None
+            m = measure(model, tok, self.sets, self.judge, progress=self.progress.generation("starting model", n),
+                        **self.gen_args)
+            per_round = measure_safe_rate(model, tok, self.sets.per_round, self.judge, **self.gen_args) \
+                if self.sets.per_round else None
             _write_jsonl(self.out / "start_generations.jsonl", m.pop("generations"))
             start = {**m, "per_round_safe_rate": per_round, "adapter": str(adapter) if adapter else None,
                      "adapter_hash": file_hash(adapter) if adapter else None}
@@ -261,7 +263,7 @@ class DemoRunner:
             if self.sets.per_round:
                 load_lora_arrays(model, global_arrays, GLOBAL)
                 model.set_adapter(GLOBAL)
-                sr = measure_safe_rate(model, tok, self.sets.per_round, self.cfg.evaluation, self.judge)
+                sr = measure_safe_rate(model, tok, self.sets.per_round, self.judge, **self.gen_args)
             now = time.perf_counter()
             row = self._row(arm, r, sr, metrics, self._decisions(arm, r), now - last["t"])
             last["t"] = now
@@ -294,9 +296,9 @@ class DemoRunner:
         load_lora_arrays(model, final, GLOBAL)
         model.set_adapter(GLOBAL)
         save_global_adapter(model, adir / "adapter", GLOBAL)
-        ev = self.cfg.evaluation
         n = len(self.sets.advbench) + len(self.sets.xstest) + len(self.sets.utility)
-        m = measure(model, tok, self.sets, ev, self.judge, self.progress.generation(f"{arm}: final model", n))
+        m = measure(model, tok, self.sets, self.judge, progress=self.progress.generation(f"{arm}: final model", n),
+                    **self.gen_args)
         _write_jsonl(adir / "generations.jsonl", m.pop("generations"))
         decisions = [r for r in state["rows"] if r.get("accepted") is not None]
         result = {

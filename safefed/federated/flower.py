@@ -35,22 +35,45 @@ def arrays_to_record(arrays: Arrays) -> ArrayRecord:
     return ArrayRecord({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
 
 
-class SafetyGate(Strategy):
-    """Wrap ``strategy`` so that updates failing the AdvBench gate never reach its aggregation."""
+class StrategyWrapper(Strategy):
+    """A strategy that wraps another the way Flower's DP wrappers do: everything is delegated to
+    ``strategy`` unless a subclass overrides it; ``_global`` holds the arrays last sent out for training."""
 
-    def __init__(self, strategy: Strategy, gate: UpdateGate, audit: AuditLog | None = None,
-                 weighted_by_key: str = "num-examples") -> None:
+    def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
-        self.gate = gate
-        self.audit = audit if audit is not None else gate.audit
-        self.weighted_by_key = getattr(strategy, "weighted_by_key", weighted_by_key)
+        self.weighted_by_key = getattr(strategy, "weighted_by_key", "num-examples")
         self._global: Arrays | None = None
-        self.history: list[dict] = []
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
                         ) -> Iterable[Message]:
         self._global = record_to_arrays(arrays)
         return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return self.strategy.aggregate_train(server_round, replies)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                           ) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+
+class SafetyGate(StrategyWrapper):
+    """Wrap ``strategy`` so that updates failing the AdvBench gate never reach its aggregation."""
+
+    def __init__(self, strategy: Strategy, gate: UpdateGate, audit: AuditLog | None = None,
+                 weighted_by_key: str = "num-examples") -> None:
+        super().__init__(strategy)
+        self.gate = gate
+        self.audit = audit if audit is not None else gate.audit
+        self.weighted_by_key = getattr(strategy, "weighted_by_key", weighted_by_key)
+        self.history: list[dict] = []
 
     def _update(self, msg: Message) -> Update | str:
         """The reply as an Update, or why it is malformed."""
@@ -120,13 +143,6 @@ class SafetyGate(Strategy):
                                 n_examples=None, safe_rate=None, baseline_safe_rate=None, over_refusal=None,
                                 seconds=0.0)
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-                           ) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
-
     def summary(self) -> None:
         log.info("SafetyGate (mode %s, judge %s) wrapping:", self.gate.config.mode, self.gate.config.judge)
         self.strategy.summary()
@@ -180,7 +196,7 @@ def prepare_training_data(records: list[dict], ctx, *, model=None, tokenizer=Non
 
 # --- server side: constitutional round after aggregation, resumable rounds, seeded sampling ---------
 
-class ServerConstitution(Strategy):
+class ServerConstitution(StrategyWrapper):
     """Wrap ``strategy`` so that every round's global model goes through one constitutional round.
 
     The source paper's placement of Constitutional AI: on the server, after aggregation. Each round
@@ -196,26 +212,22 @@ class ServerConstitution(Strategy):
                  data_dir=None, adapter: str = "global") -> None:
         from ..constitution import load_constitution
 
-        self.strategy = strategy
+        super().__init__(strategy)
         self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
         self.constitution = load_constitution(constitution)
         self.prompts, self.benign, self.steps, self.lr = prompts, benign, steps, lr
         self.max_length, self.seed, self.data_dir = max_length, seed, data_dir
-        self.weighted_by_key = getattr(strategy, "weighted_by_key", "num-examples")
-        self._global: Arrays | None = None
         self.history: list[dict] = []
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-                        ) -> Iterable[Message]:
-        self._global = record_to_arrays(arrays)
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+    def _round_seed(self, server_round: int) -> int:
+        return self.seed * 7919 + server_round
 
     def benign_pairs(self, server_round: int) -> list[dict]:
         """Half benign look-alikes (risky words, harmless intent), half general tasks; fresh each round."""
         from ..align import benign_pairs
         from ..lookalikes import lookalike_pairs
 
-        seed = self.seed * 7919 + server_round
+        seed = self._round_seed(server_round)
         n_look = (self.benign + 1) // 2
         looks = [{"prompt": p["prompt"], "response": p["response"]} for p in lookalike_pairs(n_look, seed)]
         general = [{"prompt": p["prompt"], "response": p["response"]}
@@ -235,11 +247,11 @@ class ServerConstitution(Strategy):
         started = time.perf_counter()
         load_lora_arrays(self.model, start, self.adapter)
         self.model.set_adapter(self.adapter)
-        prompts = red_team_prompts(self.prompts, self.seed * 7919 + server_round, self.data_dir)
+        prompts = red_team_prompts(self.prompts, self._round_seed(server_round), self.data_dir)
         result = constitutional_round(self.model, self.tokenizer, prompts, self.constitution,
                                       benign_pairs=self.benign_pairs(server_round), few_shot=0, answer_tokens=32,
                                       critique_tokens=32, revision_tokens=40, steps=self.steps, lr=self.lr,
-                                      max_length=self.max_length, seed=self.seed * 7919 + server_round)
+                                      max_length=self.max_length, seed=self._round_seed(server_round))
         self.model.set_adapter(self.adapter)
         summary = result.revise.summary
         info = {"round": server_round, "prompts": len(prompts), "pairs": len(result.pairs),
@@ -253,20 +265,13 @@ class ServerConstitution(Strategy):
             metrics[f"safefed-cai-{path}"] = int(n)
         return arrays_to_record(lora_arrays(self.model, self.adapter)), metrics
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-                           ) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
-
     def summary(self) -> None:
         log.info("ServerConstitution (%s, %d red-team prompts, %d benign pairs, %d steps per round) wrapping:",
                  self.constitution.constitution.name, self.prompts, self.benign, self.steps)
         self.strategy.summary()
 
 
-class Resumable(Strategy):
+class Resumable(StrategyWrapper):
     """Round numbering that continues from a checkpoint, seeded client sampling, per-round metrics.
 
     ``Strategy.start`` numbers rounds from 1; a run resumed after round k starts the wrapped strategy
@@ -279,7 +284,7 @@ class Resumable(Strategy):
     """
 
     def __init__(self, strategy: Strategy, first_round: int = 1, sample_seed: int | None = None) -> None:
-        self.strategy = strategy
+        super().__init__(strategy)
         self.offset = first_round - 1
         self.sample_seed = sample_seed
         self.train_metrics: dict[int, dict] = {}
@@ -315,9 +320,6 @@ class Resumable(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         return self.strategy.aggregate_evaluate(server_round + self.offset, replies)
-
-    def summary(self) -> None:
-        self.strategy.summary()
 
 
 PARTITION_QUERY = "safefed.partition"

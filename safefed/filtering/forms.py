@@ -57,33 +57,26 @@ _GERUND_PATTERNS = [
     r"(?:ways?|methods?|techniques?|strategies|tactics|tips) (?:for|of) (?P<g>\w+ing\b.+?)\??$",
     r"^(?:are there|is there)(?: any)? (?:ways?|methods?|techniques?|strategies) for (?P<g>\w+ing\b.+?)\??$",
 ]
+_FORMS = ((_VERB_PATTERNS, "v", _VERB_TEMPLATES), (_GERUND_PATTERNS, "g", _GERUND_TEMPLATES))
 _TAIL = re.compile(r"[,;] and (?:what|how|which|where) .*$", re.IGNORECASE)
-_PRONOUNS = [(r"\bmy\b", "your"), (r"\bme\b", "you"), (r"\bI\b", "you"), (r"\bmyself\b", "yourself")]
 
 
 def _clean(text: str) -> str:
-    text = _TAIL.sub("", text.strip().rstrip("?.! ")).strip()
-    return text
+    return _TAIL.sub("", text.strip().rstrip("?.! ")).strip()
 
 
 def instruction_forms(prompt: str) -> list[str]:
     """Every instruction form of a how-to question (``[]`` when the prompt is not one)."""
     q = " ".join(prompt.strip().split())
     low = q.lower()
-    for pat in _VERB_PATTERNS:
-        m = re.match(pat, low)
-        if m:
-            start = m.start("v")
-            v = _clean(q[start : start + len(m.group("v"))])
-            if len(v.split()) >= 2:
-                return [t.format(v=v) for t in _VERB_TEMPLATES]
-    for pat in _GERUND_PATTERNS:
-        m = re.match(pat, low)
-        if m:
-            start = m.start("g")
-            g = _clean(q[start : start + len(m.group("g"))])
-            if len(g.split()) >= 2:
-                return [t.format(g=g) for t in _GERUND_TEMPLATES]
+    for patterns, group, templates in _FORMS:
+        for pat in patterns:
+            m = re.match(pat, low)
+            if m:
+                start = m.start(group)
+                text = _clean(q[start : start + len(m.group(group))])
+                if len(text.split()) >= 2:
+                    return [t.format(**{group: text}) for t in templates]
     return []
 
 
