@@ -19,6 +19,7 @@ from pathlib import Path
 
 from safefed.align import cached_aligned_adapter
 from safefed.federated.audit import AuditLog, read_audit
+from safefed.federated.client import ClientSafety
 from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
 from safefed.federated.partitions import client_datasets, safe_behaviour_pairs
 from safefed.federated.rounds import SafeAggregator
@@ -41,6 +42,9 @@ def main() -> None:
                     help="aligned: safefed align's cached adapter; quick: a 60-step refusing adapter (as the test)")
     ap.add_argument("--benign-data", default="everyday", choices=["everyday", "safe-behaviour"],
                     help="benign clients' data: maths and chores, or data consistent with a safe model")
+    ap.add_argument("--replay", type=float, default=0.0,
+                    help="benign clients mix in this share of safety pairs (ClientSafety(replay=...)); "
+                         "poisoned clients, run by an attacker, do not")
     ap.add_argument("--harmful-sample", type=int)
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default="runs/bench-gate")
@@ -64,6 +68,10 @@ def main() -> None:
     clients = client_datasets(args.clients, args.per_client, poisoned=poisoned_ids, data_dir=args.data_dir)
     if args.benign_data == "safe-behaviour":
         clients = [c if i in poisoned_ids else safe_behaviour_pairs(args.per_client // 3, 100 + i, args.data_dir)
+                   for i, c in enumerate(clients)]
+    if args.replay:
+        clients = [c if i in poisoned_ids else
+                   ClientSafety(None, None, replay=args.replay, seed=100 + i, data_dir=args.data_dir).prepare(c).pairs
                    for i, c in enumerate(clients)]
     global_arrays = lora_arrays(model, GLOBAL)
     train_s = gate_s = 0.0
@@ -99,7 +107,7 @@ def main() -> None:
 
     figures = {
         "rounds": args.rounds, "clients": args.clients, "poisoned_clients": args.poisoned,
-        "local_steps": args.local_steps, "gate": config.model_dump(),
+        "local_steps": args.local_steps, "replay": args.replay, "gate": config.model_dump(),
         "poisoned_rejected": rate(sum(d["decision"] == "reject" for d in poisoned), len(poisoned)),
         "benign_rejected": rate(sum(d["decision"] == "reject" for d in benign), len(benign)),
         "train_s_per_round": round(train_s / args.rounds, 1), "gate_s_per_round": round(gate_s / args.rounds, 1),

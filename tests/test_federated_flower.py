@@ -66,3 +66,19 @@ def test_client_safety_prepares_records(tiny_llama_path, data_dir):
     assert len(prepared.pairs) == m["safefed-kept"] + m["safefed-revised"] + m["safefed-template"]
     assert m["safefed-kept"] < 12  # the harmful, compliant half does not pass as it is
     assert all(set(p) == {"prompt", "response"} for p in prepared.pairs)
+
+
+def test_client_safety_replays_safety_pairs(data_dir):
+    """replay=0.25 adds one safety pair per four kept ones, counted, from non-evaluation data."""
+    from safefed import data as datasets
+    from safefed.federated.client import ClientSafety
+    from safefed.federated.partitions import client_datasets
+
+    (records,) = client_datasets(1, 40, poisoned=(), data_dir=data_dir)
+    prepared = ClientSafety(None, None, replay=0.25, seed=3, data_dir=data_dir).prepare(records)
+    assert prepared.metrics["safefed-replay"] == 10
+    assert len(prepared.pairs) == 50 and prepared.pairs[:40] == [
+        {"prompt": r["prompt"], "response": r["response"]} for r in records]
+    evaluation = {r["prompt"] for name in ("advbench", "xstest") for r in datasets.load(name, data_dir)}
+    assert not evaluation & {p["prompt"] for p in prepared.pairs[40:]}
+    assert ClientSafety(None, None, data_dir=data_dir).prepare(records).metrics["safefed-replay"] == 0

@@ -25,17 +25,25 @@ class ClientSafety:
 
     ``constitution=None`` disables revision (``revise`` rows are then dropped, and counted). The
     reviser's LLM is the client's own model (``model``, ``tokenizer``), or any chat backend.
+
+    ``replay`` mixes safety pairs into the training data, as a share of what was kept (0.25: one
+    safety pair per four of the client's own): harmful questions refused and benign look-alikes and
+    everyday requests answered (:func:`~safefed.federated.partitions.safe_behaviour_pairs`, never
+    evaluation data). Fine-tuning on benign data alone erodes a small model's refusals (measured here:
+    AdvBench gate-pool safe_rate 0.62 -> ~0.19 after six local steps on everyday tasks); replaying a
+    little alignment data keeps what the model had (Bianchi et al. 2024, "Safety-tuned LLaMAs").
     """
 
     def __init__(self, policy: str | Path | None = "default", constitution: str | Path | None = "default", *,
-                 model=None, tokenizer=None, backend=None, revise_rounds: int = 1, seed: int = 0) -> None:
+                 model=None, tokenizer=None, backend=None, revise_rounds: int = 1, replay: float = 0.0,
+                 seed: int = 0, data_dir: str | Path | None = None) -> None:
         from ..filtering import SafetyFilter
 
         self.policy = policy
         self.filter = SafetyFilter.from_yaml(policy) if policy else None
         self.constitution = constitution
         self.revise_rounds = revise_rounds
-        self.seed = seed
+        self.replay, self.seed, self.data_dir = replay, seed, data_dir
         self._model, self._tokenizer, self._backend = model, tokenizer, backend
 
     def _reviser(self):
@@ -51,7 +59,17 @@ class ClientSafety:
 
     def prepare(self, records: Sequence[dict]) -> Prepared:
         """``records`` with ``prompt`` and ``response`` -> the pairs to train on, plus counts."""
-        records = list(records)
+        prepared = self._filter_and_revise(list(records))
+        n_replay = round(self.replay * len(prepared.pairs))
+        if n_replay:
+            from .partitions import safe_behaviour_pairs
+
+            replay = safe_behaviour_pairs(max(1, round(n_replay / 3.5)), self.seed, self.data_dir)[:n_replay]
+            prepared.pairs += [_pair(p) for p in replay]
+        prepared.metrics["safefed-replay"] = n_replay
+        return prepared
+
+    def _filter_and_revise(self, records: list[dict]) -> Prepared:
         metrics = {"safefed-input": len(records), "safefed-kept": len(records), "safefed-flagged": 0,
                    "safefed-dropped": 0, "safefed-revised": 0, "safefed-template": 0, "safefed-invalid": 0}
         if self.filter is None:

@@ -204,12 +204,15 @@ class ServerConstitution(StrategyWrapper):
     seeded sample of red-team prompts (never evaluation data), unsafe answers are critiqued and revised
     under ``constitution``, and a short LoRA SFT on the results plus benign pairs (look-alikes and
     general tasks, so the model does not learn to refuse everything) updates the adapter that is sent
-    out next. ``model`` is a ``PeftModel`` whose adapter ``adapter`` the server may overwrite.
+    out next. ``instruction_share`` of the red-team questions are recast as instructions, as in
+    ``safefed align`` (trained on questions alone, the model refuses question-shaped benign prompts and
+    still complies with AdvBench's instructions). ``model`` is a ``PeftModel`` whose adapter ``adapter``
+    the server may overwrite.
     """
 
     def __init__(self, strategy: Strategy, model, tokenizer, constitution: str = "default", *, prompts: int = 8,
                  benign: int = 8, steps: int = 4, lr: float = 2e-4, max_length: int = 96, seed: int = 0,
-                 data_dir=None, adapter: str = "global") -> None:
+                 instruction_share: float = 0.5, data_dir=None, adapter: str = "global") -> None:
         from ..constitution import load_constitution
 
         super().__init__(strategy)
@@ -217,6 +220,7 @@ class ServerConstitution(StrategyWrapper):
         self.constitution = load_constitution(constitution)
         self.prompts, self.benign, self.steps, self.lr = prompts, benign, steps, lr
         self.max_length, self.seed, self.data_dir = max_length, seed, data_dir
+        self.instruction_share = instruction_share
         self.history: list[dict] = []
 
     def _round_seed(self, server_round: int) -> int:
@@ -236,8 +240,10 @@ class ServerConstitution(StrategyWrapper):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        import random
         import time
 
+        from ..align import as_instruction
         from ..constitution.server import constitutional_round, red_team_prompts
         from .updates import load_lora_arrays, lora_arrays
 
@@ -247,7 +253,9 @@ class ServerConstitution(StrategyWrapper):
         started = time.perf_counter()
         load_lora_arrays(self.model, start, self.adapter)
         self.model.set_adapter(self.adapter)
-        prompts = red_team_prompts(self.prompts, self._round_seed(server_round), self.data_dir)
+        rng = random.Random(self._round_seed(server_round))
+        prompts = [dict(p, prompt=as_instruction(p["prompt"], self.instruction_share, rng))
+                   for p in red_team_prompts(self.prompts, self._round_seed(server_round), self.data_dir)]
         result = constitutional_round(self.model, self.tokenizer, prompts, self.constitution,
                                       benign_pairs=self.benign_pairs(server_round), few_shot=0, answer_tokens=32,
                                       critique_tokens=32, revision_tokens=40, steps=self.steps, lr=self.lr,
