@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--local-steps", type=int, default=6)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--gate", default="default")
-    ap.add_argument("--start", default="aligned", choices=["aligned", "quick"],
+    ap.add_argument("--start", default="aligned", choices=["aligned", "merged", "quick"],
                     help="aligned: safefed align's cached adapter; quick: a 60-step refusing adapter (as the test)")
     ap.add_argument("--benign-data", default="everyday", choices=["everyday", "safe-behaviour"],
                     help="benign clients' data: maths and chores, or data consistent with a safe model")
@@ -55,6 +55,9 @@ def main() -> None:
     base, tok, _ = load_causal_lm("smollm2-135m-instruct")
     if args.start == "aligned":
         model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
+    elif args.start == "merged":
+        aligned = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name="aligned")
+        model = with_global_adapter(aligned.merge_and_unload(), name=GLOBAL)
     else:
         model = with_global_adapter(base, name=GLOBAL)
         train_lora(model, tok, safe_behaviour_pairs(64, 0, args.data_dir), steps=60, lr=1e-3, max_length=64)
@@ -112,6 +115,9 @@ def main() -> None:
         "benign_rejected": rate(sum(d["decision"] == "reject" for d in benign), len(benign)),
         "train_s_per_round": round(train_s / args.rounds, 1), "gate_s_per_round": round(gate_s / args.rounds, 1),
         "gate_cost_vs_training": round(gate_s / train_s, 3),
+        # the gate's cost is fixed per candidate, training's grows with the local workload: the local
+        # steps per client and round (this batch size and length) at which the gate costs 20 % of training
+        "steps_for_20pct": round(gate_s / (0.20 * train_s) * args.local_steps, 1),
         "k_adapters": len(cands), "batched_s": round(batched, 1), "one_by_one_s": round(one_by_one, 1),
         "batched_speedup": round(one_by_one / batched, 2), "per_round": per_round,
     }

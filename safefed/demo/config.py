@@ -47,7 +47,8 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
 MAIN_ARMS = ("baseline", "filter", "revise", "gate", "all")
 
 SAFEGUARD_FIELDS = ("filter_policy", "constitution", "gate", "gate_harmful_sample", "gate_benign_sample",
-                    "cai_constitution", "cai_prompts", "cai_benign", "cai_steps", "cai_lr")
+                    "cai_constitution", "cai_prompts", "cai_benign", "cai_steps", "cai_lr",
+                    "cai_instruction_share")
 RUN_FIELDS = ("out", "data_dir", "fail_clients", "client_data", "update_cache")  # set by the demo for each arm
 
 
@@ -130,7 +131,8 @@ class DemoConfig(BaseModel):
                       gate=s.gate if a.gate else None,
                       gate_harmful_sample=s.gate_harmful_sample, gate_benign_sample=s.gate_benign_sample,
                       cai_constitution=s.cai_constitution if a.revise else None,
-                      cai_prompts=s.cai_prompts, cai_benign=s.cai_benign, cai_steps=s.cai_steps, cai_lr=s.cai_lr)
+                      cai_prompts=s.cai_prompts, cai_benign=s.cai_benign, cai_steps=s.cai_steps, cai_lr=s.cai_lr,
+                      cai_instruction_share=s.cai_instruction_share)
         if a.strategy:
             values["strategy"] = a.strategy
         for flag, name, what in ((a.filter, "filter_policy", "a filter policy"), (a.gate, "gate", "a gate"),

@@ -57,6 +57,7 @@ class FedConfig(BaseModel):
     cai_benign: int = Field(8, ge=0)    # benign pairs mixed in (look-alikes + general tasks)
     cai_steps: int = Field(4, ge=1)
     cai_lr: float = Field(2e-4, gt=0)
+    cai_instruction_share: float = Field(0.0, ge=0, le=1)  # red-team questions recast as instructions
     client_data: str | None = None  # JSONL of prepared client records (field `client` = partition id)
     update_cache: str | None = None  # folder: a client update is computed once per (global adapter, pairs, settings)
     fail_clients: list[int] = []  # fault injection: these partitions raise mid-round (tests, drills)
@@ -298,6 +299,7 @@ def server_main(grid: Grid, context: Context, cfg: FedConfig, hooks: ServerHooks
     if cfg.cai_constitution:
         cai = ServerConstitution(stack, model, tok, cfg.cai_constitution, prompts=cfg.cai_prompts,
                                  benign=cfg.cai_benign, steps=cfg.cai_steps, lr=cfg.cai_lr,
+                                 instruction_share=cfg.cai_instruction_share,
                                  max_length=cfg.max_length, seed=cfg.seed, data_dir=cfg.data_dir, adapter=GLOBAL)
         stack = cai
     sampled = cfg.fraction_train < 1

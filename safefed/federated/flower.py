@@ -205,14 +205,14 @@ class ServerConstitution(StrategyWrapper):
     under ``constitution``, and a short LoRA SFT on the results plus benign pairs (look-alikes and
     general tasks, so the model does not learn to refuse everything) updates the adapter that is sent
     out next. ``instruction_share`` of the red-team questions are recast as instructions, as in
-    ``safefed align`` (trained on questions alone, the model refuses question-shaped benign prompts and
-    still complies with AdvBench's instructions). ``model`` is a ``PeftModel`` whose adapter ``adapter``
-    the server may overwrite.
+    ``safefed align``; off by default: in the ``quick`` demo, 0.5 raised the ``all`` arm's safe_rate
+    from 0.73 to 0.90 but cut its utility from 0.50 to 0.19 (docs/demo.md). ``model`` is a
+    ``PeftModel`` whose adapter ``adapter`` the server may overwrite.
     """
 
     def __init__(self, strategy: Strategy, model, tokenizer, constitution: str = "default", *, prompts: int = 8,
                  benign: int = 8, steps: int = 4, lr: float = 2e-4, max_length: int = 96, seed: int = 0,
-                 instruction_share: float = 0.5, data_dir=None, adapter: str = "global") -> None:
+                 instruction_share: float = 0.0, data_dir=None, adapter: str = "global") -> None:
         from ..constitution import load_constitution
 
         super().__init__(strategy)
