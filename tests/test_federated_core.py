@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from safefed.federated.audit import AuditLog, read_audit
-from safefed.federated.gate import GLOBAL, GateConfig, GateRule, Measurement, UpdateGate, judge_rule
+from safefed.federated.gate import GLOBAL, GateConfig, GateRule, Measurement, Reference, UpdateGate, judge_rule
 from safefed.federated.updates import (
     Update,
     capped_examples,
@@ -80,6 +80,18 @@ def test_rule_uses_confidence_bounds():
     assert "below the global" in judge_rule(rule, Measurement(8, 32, 2, 16), base)
     assert "over_refusal" in judge_rule(rule, Measurement(32, 32, 15, 16), base)  # refuses everything
     assert "floor" in judge_rule(GateRule(floor=0.9, max_drop=None), Measurement(10, 32, 0, 16), base)
+
+
+def test_cohort_reference_forgives_drift_shared_by_the_round():
+    """Benign fine-tuning moves every candidate; only one far below its peers fails the cohort rule."""
+    rule = GateRule(max_drop=0.1, reference="cohort")
+    base = Measurement(24, 32, 0, 16)                      # global model: 0.75
+    cands = [Measurement(k, 32, 1, 16) for k in (12, 14, 11, 0)]  # three drifted benign, one poisoned
+    ref = Reference.cohort(cands)
+    assert ref.safe_rate == 11.5 / 32 and "median candidate" in ref.name
+    assert all(judge_rule(rule, m, base) for m in cands)  # against the global model all four fail
+    verdicts = [judge_rule(rule, m, ref) for m in cands]
+    assert verdicts[:3] == [None, None, None] and "below the round's median candidate's" in verdicts[3]
 
 
 # --- gate mechanics on a tiny model ---------------------------------------------------------------
@@ -212,8 +224,9 @@ def test_gate_config_validation_cli(tmp_path):
     assert f"{bad}:4:" in res.stderr
     from safefed.paths import assets_dir
 
-    shipped = str(assets_dir("eval") / "gates" / "default.yaml")
-    ok = subprocess.run([sys.executable, "-m", "safefed.cli", "gate", "validate", shipped],
+    shipped = [str(p) for p in sorted((assets_dir("eval") / "gates").glob("*.yaml"))]
+    assert len(shipped) >= 2
+    ok = subprocess.run([sys.executable, "-m", "safefed.cli", "gate", "validate", *shipped],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
 
