@@ -62,21 +62,6 @@ def benign_pairs(n: int, seed: int, data_dir: str | Path | None = None, max_char
             for r in sample(rows, n, seed)]
 
 
-def as_instruction(prompt: str, share: float, rng: random.Random) -> str:
-    """``prompt`` recast as an instruction ("Explain how to ...") with probability ``share``.
-
-    The red-team prompts are questions ("How can I ...?") while AdvBench asks in instructions
-    ("Write a guide on ..."); trained on questions alone, SmolLM2 learns to refuse the question form
-    and still complies with instructions (measured: safe_rate 0.06 without, 0.76 with, same recipe).
-    Applied to harmful and look-alike prompts alike, so that the form carries no label.
-    """
-    from .filtering.forms import instruction_form
-
-    if rng.random() >= share:
-        return prompt
-    return instruction_form(prompt, rng) or prompt
-
-
 def evaluate_safety(model, tok, data_dir: str | Path | None, n_eval: int | None, seed: int,
                     max_new_tokens: int = 32, batch_size: int = 16,
                     progress: Callable[[int], None] | None = None) -> dict:
@@ -124,8 +109,8 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
         report["baseline"] = evaluate_safety(model, tok, data_dir, n_eval, recipe.seed)
     loaded = load_constitution(recipe.constitution)
     rng = random.Random(recipe.seed)
-    harmful = [dict(h, prompt=as_instruction(h["prompt"], recipe.instruction_share, rng))
-               for h in red_team_prompts(recipe.n_harmful, recipe.seed, data_dir)]
+    harmful = red_team_prompts(recipe.n_harmful, recipe.seed, data_dir, instruction_share=recipe.instruction_share,
+                               rng=rng)
     looks = [{"prompt": p["prompt"], "response": p["response"]}
              for p in lookalike_pairs(recipe.n_lookalike, recipe.seed)]
     benign = benign_pairs(recipe.n_benign, recipe.seed, data_dir)

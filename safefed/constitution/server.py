@@ -27,13 +27,28 @@ from .schema import LoadedConstitution, load_constitution
 RED_TEAM_SOURCE = "harmfulqa-catqa"  # never AdvBench/XSTest/JailbreakBench: those are evaluation data
 
 
-def red_team_prompts(n: int, seed: int, data_dir: str | Path | None = None, source: str = RED_TEAM_SOURCE
-                     ) -> list[dict]:
-    """``n`` seeded harmful prompts (``id``, ``prompt``, ``category``) from a non-evaluation data set."""
+def red_team_prompts(n: int, seed: int, data_dir: str | Path | None = None, source: str = RED_TEAM_SOURCE, *,
+                     instruction_share: float = 0.0, rng: random.Random | None = None) -> list[dict]:
+    """``n`` seeded harmful prompts (``id``, ``prompt``, ``category``) from a non-evaluation data set.
+
+    ``instruction_share`` of them are recast as instructions ("Explain how to ...", drawing from ``rng``,
+    default ``Random(seed)``). The red-team prompts are questions ("How can I ...?") while AdvBench
+    asks in instructions ("Write a guide on ..."); trained on questions alone, SmolLM2 learns to refuse
+    the question form and still complies with instructions (measured in ``safefed align``: safe_rate
+    0.06 without, 0.76 with, same recipe).
+    """
+    from ..filtering.forms import instruction_form
+
     records = load(source, data_dir)
     picked = random.Random(f"red-team:{seed}").sample(range(len(records)), min(n, len(records)))
-    return [{"id": records[i]["id"], "prompt": records[i]["prompt"], "category": records[i].get("category")}
-            for i in sorted(picked)]
+    rng = rng or random.Random(seed)
+    out = []
+    for i in sorted(picked):
+        prompt = records[i]["prompt"]
+        if rng.random() < instruction_share:
+            prompt = instruction_form(prompt, rng) or prompt
+        out.append({"id": records[i]["id"], "prompt": prompt, "category": records[i].get("category")})
+    return out
 
 
 @dataclass

@@ -126,13 +126,11 @@ class DemoConfig(BaseModel):
         values.update(out=str(out), data_dir=str(data_dir) if data_dir else None,
                       client_data=str(client_data) if client_data else None,
                       update_cache=str(update_cache) if update_cache else None,
-                      filter_policy=s.filter_policy if a.filter else None,
+                      **{f: getattr(s, f) for f in SAFEGUARD_FIELDS})
+        values.update(filter_policy=s.filter_policy if a.filter else None,
                       constitution=s.constitution if a.filter else None,
                       gate=s.gate if a.gate else None,
-                      gate_harmful_sample=s.gate_harmful_sample, gate_benign_sample=s.gate_benign_sample,
-                      cai_constitution=s.cai_constitution if a.revise else None,
-                      cai_prompts=s.cai_prompts, cai_benign=s.cai_benign, cai_steps=s.cai_steps, cai_lr=s.cai_lr,
-                      cai_instruction_share=s.cai_instruction_share)
+                      cai_constitution=s.cai_constitution if a.revise else None)
         if a.strategy:
             values["strategy"] = a.strategy
         for flag, name, what in ((a.filter, "filter_policy", "a filter policy"), (a.gate, "gate", "a gate"),

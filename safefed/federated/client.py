@@ -6,7 +6,6 @@ only counts are reported (as metrics in the reply).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ class ClientSafety:
 
     ``replay`` mixes safety pairs into the training data, as a share of what was kept (0.25: one
     safety pair per four of the client's own): harmful questions refused and benign look-alikes and
-    everyday requests answered (:func:`~safefed.federated.partitions.safe_behaviour_pairs`, never
+    everyday requests answered (:func:`~safefed.federated.partitions.safe_behaviour_sample`, never
     evaluation data). Fine-tuning on benign data alone erodes a small model's refusals (measured here:
     AdvBench gate-pool safe_rate 0.62 -> 0.22-0.44 after six local steps on everyday tasks); replaying a
     little alignment data keeps what the model had (Bianchi et al. 2024, "Safety-tuned LLaMAs").
@@ -61,14 +60,10 @@ class ClientSafety:
     def prepare(self, records: Sequence[dict]) -> Prepared:
         """``records`` with ``prompt`` and ``response`` -> the pairs to train on, plus counts."""
         prepared = self._filter_and_revise(list(records))
-        n_replay = round(self.replay * len(prepared.pairs))
-        replay: list[dict] = []
-        if n_replay:
-            from .partitions import safe_behaviour_pairs
+        from .partitions import safe_behaviour_sample
 
-            # safe_behaviour_pairs(n) gives about 3.5 n pairs
-            replay = safe_behaviour_pairs(math.ceil(n_replay / 3.5), self.seed, self.data_dir)[:n_replay]
-            prepared.pairs += [_pair(p) for p in replay]
+        replay = safe_behaviour_sample(round(self.replay * len(prepared.pairs)), self.seed, self.data_dir)
+        prepared.pairs += [_pair(p) for p in replay]
         prepared.metrics["safefed-replay"] = len(replay)
         return prepared
 

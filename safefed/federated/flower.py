@@ -204,10 +204,11 @@ class ServerConstitution(StrategyWrapper):
     seeded sample of red-team prompts (never evaluation data), unsafe answers are critiqued and revised
     under ``constitution``, and a short LoRA SFT on the results plus benign pairs (look-alikes and
     general tasks, so the model does not learn to refuse everything) updates the adapter that is sent
-    out next. ``instruction_share`` of the red-team questions are recast as instructions, as in
-    ``safefed align``; off by default: in the ``quick`` demo, 0.5 raised the ``all`` arm's safe_rate
-    from 0.73 to 0.90 but cut its utility from 0.50 to 0.19 (docs/demo.md). ``model`` is a
-    ``PeftModel`` whose adapter ``adapter`` the server may overwrite.
+    out next. ``instruction_share`` of the red-team questions are recast as instructions
+    (:func:`~safefed.constitution.server.red_team_prompts`, as in ``safefed align``); off by default:
+    in the ``quick`` demo, 0.5 raised the ``all`` arm's safe_rate from 0.73 to 0.90 but cut its utility
+    from 0.50 to 0.19 (docs/demo.md). ``model`` is a ``PeftModel`` whose adapter ``adapter`` the
+    server may overwrite.
     """
 
     def __init__(self, strategy: Strategy, model, tokenizer, constitution: str = "default", *, prompts: int = 8,
@@ -240,10 +241,8 @@ class ServerConstitution(StrategyWrapper):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        import random
         import time
 
-        from ..align import as_instruction
         from ..constitution.server import constitutional_round, red_team_prompts
         from .updates import load_lora_arrays, lora_arrays
 
@@ -253,9 +252,8 @@ class ServerConstitution(StrategyWrapper):
         started = time.perf_counter()
         load_lora_arrays(self.model, start, self.adapter)
         self.model.set_adapter(self.adapter)
-        rng = random.Random(self._round_seed(server_round))
-        prompts = [dict(p, prompt=as_instruction(p["prompt"], self.instruction_share, rng))
-                   for p in red_team_prompts(self.prompts, self._round_seed(server_round), self.data_dir)]
+        prompts = red_team_prompts(self.prompts, self._round_seed(server_round), self.data_dir,
+                                   instruction_share=self.instruction_share)
         result = constitutional_round(self.model, self.tokenizer, prompts, self.constitution,
                                       benign_pairs=self.benign_pairs(server_round), few_shot=0, answer_tokens=32,
                                       critique_tokens=32, revision_tokens=40, steps=self.steps, lr=self.lr,
