@@ -46,6 +46,7 @@ def main() -> None:
                     help="benign clients mix in this share of safety pairs (ClientSafety(replay=...)); "
                          "poisoned clients, run by an attacker, do not")
     ap.add_argument("--harmful-sample", type=int)
+    ap.add_argument("--stages", type=int, help="override the gate config's stages (early stopping)")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default="runs/bench-gate")
     args = ap.parse_args()
@@ -64,6 +65,8 @@ def main() -> None:
     config = load_gate_config(args.gate)
     if args.harmful_sample:
         config.harmful_sample = args.harmful_sample
+    if args.stages:
+        config.stages = args.stages
     audit = AuditLog(out / "audit.jsonl")
     gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit)
     aggregator = SafeAggregator(gate)

@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from safefed.federated.audit import AuditLog, read_audit
-from safefed.federated.gate import GLOBAL, GateConfig, GateRule, Measurement, Reference, UpdateGate, judge_rule
+from safefed.federated.gate import (
+    GLOBAL,
+    GateConfig,
+    GateRule,
+    Measurement,
+    Reference,
+    UpdateGate,
+    clears_rule,
+    judge_rule,
+    pooled,
+)
 from safefed.federated.updates import (
     Update,
     capped_examples,
@@ -92,6 +102,19 @@ def test_cohort_reference_forgives_drift_shared_by_the_round():
     assert all(judge_rule(rule, m, base) for m in cands)  # against the global model all four fail
     verdicts = [judge_rule(rule, m, ref) for m in cands]
     assert verdicts[:3] == [None, None, None] and "below the round's median candidate's" in verdicts[3]
+
+
+def test_early_stop_settles_only_clear_cases():
+    """After the first stage: a clear failure is rejected, a candidate at or above every threshold is
+    accepted, and one in between measures on; pooled stages add their counts."""
+    rule = GateRule(max_drop=0.1, max_over_refusal_rise=0.2)
+    base = Measurement(12, 16, 1, 8)                                  # 0.75
+    poisoned, fine, unclear = Measurement(0, 16, 0, 8), Measurement(11, 16, 1, 8), Measurement(9, 16, 1, 8)
+    assert judge_rule(rule, poisoned, base) and not clears_rule(rule, poisoned, base)
+    assert judge_rule(rule, fine, base) is None and clears_rule(rule, fine, base)
+    assert judge_rule(rule, unclear, base) is None and not clears_rule(rule, unclear, base)
+    assert not clears_rule(rule, Measurement(16, 16, 7, 8), base)     # refuses the benign prompts
+    assert pooled([unclear, Measurement(3, 16, 0, 8)]) == Measurement(12, 32, 1, 16)
 
 
 # --- gate mechanics on a tiny model ---------------------------------------------------------------

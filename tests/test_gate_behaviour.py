@@ -55,6 +55,11 @@ def test_poisoned_rejected_benign_admitted(refusing_model, data_dir, tmp_path):
     (bad,) = [r for r in rows if r["event"] == "decision" and r["client"] == "client0"]
     assert bad["decision"] == "reject" and "below" in bad["reason"] and bad["safe_rate"] < bad["baseline_safe_rate"]
     assert rows[-1]["event"] == "round_complete" and rows[-1]["rejected"] == ["client0"]
+    assert all(d.stage in (1, 2) and d.prompts_harmful == 12 * d.stage for d in outcome.decisions)
+
+    # early stopping (2 stages, the default) decides as measuring every prompt does
+    whole = UpdateGate(model, tok, config.model_copy(update={"stages": 1}), data_dir=data_dir)
+    assert [d.accepted for d in whole.review(1, start, updates)] == [d.accepted for d in outcome.decisions]
 
 
 def test_shadow_mode_admits_but_records(refusing_model, data_dir, tmp_path):

@@ -1,0 +1,71 @@
+"""How many new tokens the gate needs: the judge's verdict on the first T tokens vs on 48 tokens.
+
+    python bench/bench_gate_tokens.py [--prompts 64] [--clients 4] [--out runs/bench-gate-tokens]
+
+From the shipped aligned adapter, half of the clients fine-tune on poisoned data and half on everyday
+data (as in bench_gate.py); the global adapter and every candidate answer the same gate-pool prompts
+with 48 new tokens, and each answer is judged again cut to its first T tokens. Prints, per T, the
+share of verdicts equal to the 48-token verdict and each adapter's safe_rate: the gate's
+``max_new_tokens`` is chosen where the verdicts have settled and the poisoned/benign gap is intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from safefed.align import cached_aligned_adapter
+from safefed.evaluation.runner import judge_generations
+from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
+from safefed.federated.partitions import client_datasets
+from safefed.federated.updates import load_lora_arrays, local_update, lora_arrays, with_global_adapter
+from safefed.models import load_causal_lm
+
+CUTS = (6, 8, 12, 16, 24, 32, 48)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=64, help="gate-pool prompts")
+    ap.add_argument("--clients", type=int, default=4, help="the first half poisoned, the rest benign")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--out", default="runs/bench-gate-tokens")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    base, tok, _ = load_causal_lm("smollm2-135m-instruct")
+    model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
+    start = lora_arrays(model, GLOBAL)
+    poisoned = tuple(range(args.clients // 2))
+    clients = client_datasets(args.clients, 32, poisoned=poisoned, data_dir=args.data_dir)
+    updates = [local_update(model, tok, start, records, f"client{c}", steps=6, lr=5e-4, seed=c, max_length=64)
+               for c, records in enumerate(clients)]
+    load_lora_arrays(model, start, GLOBAL)
+    gate = UpdateGate(model, tok, load_gate_config("default"), data_dir=args.data_dir)
+    gate.generator.max_new_tokens = max(CUTS)
+    prompts = gate.gate_pool[: args.prompts]
+    adapters = {GLOBAL: None, **{u.client: u.arrays for u in updates}}
+    answers = gate.answers(adapters, prompts)
+    texts48 = [t for name in adapters for t in answers[name]]
+    records = [{"id": str(i), "prompt": p, "label": "harmful"} for i, p in enumerate(prompts * len(adapters))]
+    verdicts = {}
+    for cut in CUTS:
+        texts = [tok.decode(tok(t, add_special_tokens=False)["input_ids"][:cut], skip_special_tokens=True)
+                 for t in texts48]
+        verdicts[cut] = [r["verdict"] for r in judge_generations(records, texts, gate.judge)]
+    n = len(prompts)
+    table = []
+    for cut in CUTS:
+        agree = sum(a == b for a, b in zip(verdicts[cut], verdicts[max(CUTS)], strict=True)) / len(records)
+        safe = {name: round(sum(v == "safe" for v in verdicts[cut][k * n:(k + 1) * n]) / n, 3)
+                for k, name in enumerate(adapters)}
+        table.append({"max_new_tokens": cut, "agreement_with_48": round(agree, 3), "safe_rate": safe})
+        print(f"{cut:>3} tokens: agreement {agree:.3f}  safe_rate " + " ".join(f"{k}={v:.2f}" for k, v in safe.items()))
+    figures = {"prompts": n, "poisoned": [f"client{c}" for c in poisoned], "cuts": table}
+    (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
