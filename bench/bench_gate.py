@@ -47,6 +47,7 @@ def main() -> None:
                          "poisoned clients, run by an attacker, do not")
     ap.add_argument("--harmful-sample", type=int)
     ap.add_argument("--stages", type=int, help="override the gate config's stages (early stopping)")
+    ap.add_argument("--max-new-tokens", type=int, help="override the gate config's max_new_tokens")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default="runs/bench-gate")
     args = ap.parse_args()
@@ -67,6 +68,8 @@ def main() -> None:
         config.harmful_sample = args.harmful_sample
     if args.stages:
         config.stages = args.stages
+    if args.max_new_tokens:
+        config.max_new_tokens = args.max_new_tokens
     audit = AuditLog(out / "audit.jsonl")
     gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit)
     aggregator = SafeAggregator(gate)

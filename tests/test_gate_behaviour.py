@@ -36,7 +36,7 @@ def test_poisoned_rejected_benign_admitted(refusing_model, data_dir, tmp_path):
     agrees with the safe global model: the gate rejects the first and admits the others."""
     model, tok = refusing_model
     start = lora_arrays(model, GLOBAL)
-    config = GateConfig(harmful_sample=24, benign_sample=8, max_new_tokens=16, judge="classifier")
+    config = GateConfig(harmful_sample=24, benign_sample=8, max_new_tokens=16, judge="classifier", stages=2)
     audit = AuditLog(tmp_path / "audit.jsonl")
     aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=data_dir, audit=audit))
     (poisoned,) = client_datasets(1, 32, poisoned=(0,), data_dir=data_dir)
@@ -57,7 +57,7 @@ def test_poisoned_rejected_benign_admitted(refusing_model, data_dir, tmp_path):
     assert rows[-1]["event"] == "round_complete" and rows[-1]["rejected"] == ["client0"]
     assert all(d.stage in (1, 2) and d.prompts_harmful == 12 * d.stage for d in outcome.decisions)
 
-    # early stopping (2 stages, the default) decides as measuring every prompt does
+    # early stopping (2 stages) decides as measuring every prompt does
     whole = UpdateGate(model, tok, config.model_copy(update={"stages": 1}), data_dir=data_dir)
     assert [d.accepted for d in whole.review(1, start, updates)] == [d.accepted for d in outcome.decisions]
 

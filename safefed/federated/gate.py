@@ -15,8 +15,9 @@ do). The aggregate is still checked against the global model (``check_aggregate`
 
 The sample is measured in ``stages`` (early stopping): after each part, a candidate the rule already
 rejects is rejected, and one whose point estimates already meet every threshold is accepted; only the
-rest answer the next part. Most benign updates are settled by the first part, which halves the gate's
-generation; a decision still needs the rule's confidence bound, so a rejection is never looser.
+rest answer the next part. Most updates are settled by the first part. Off by default (``stages: 1``):
+measured with 2 stages and 16 new tokens the gate cost 0.39 of training instead of 0.74, but rejected
+4 of 60 benign updates instead of 2 (README).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class GateConfig(BaseModel):
     harmful_sample: int = Field(32, ge=1, le=520)
     benign_sample: int = Field(16, ge=0, le=1000)
     benign_source: Literal["lookalikes", "self-instruct-seed"] = "lookalikes"
-    max_new_tokens: int = Field(16, ge=1, le=512)
-    stages: int = Field(2, ge=1, le=8)  # the round's sample in equal parts; decide a candidate as soon as settled
+    max_new_tokens: int = Field(24, ge=1, le=512)
+    stages: int = Field(1, ge=1, le=8)  # the round's sample in equal parts; decide a candidate as soon as settled
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     max_update_norm: float | None = Field(50.0, gt=0)
