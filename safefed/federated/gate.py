@@ -13,11 +13,10 @@ local steps), so against the global model benign clients are rejected too; again
 update far less safe than its peers is, which assumes an honest majority (as FedAvg's robust variants
 do). The aggregate is still checked against the global model (``check_aggregate``).
 
-The sample is measured in ``stages`` (early stopping): after each part, a candidate the rule already
-rejects is rejected, and one whose point estimates already meet every threshold is accepted; only the
-rest answer the next part. Most updates are settled by the first part. Off by default (``stages: 1``):
-measured with 2 stages and 16 new tokens the gate cost 0.39 of training instead of 0.74, but rejected
-4 of 60 benign updates instead of 2 (README).
+The sample can be measured in ``stages`` (early stopping): after each part, a candidate the rule
+already rejects for its safe_rate is rejected, and one whose point estimates already meet every
+threshold is accepted; only the rest answer the next part, and only the last part may reject for
+over-refusal (a part holds too few benign prompts). Most updates are settled by the first part.
 """
 
 from __future__ import annotations
@@ -177,6 +176,12 @@ def clears_rule(rule: GateRule, cand: Measurement, base: Measurement | Reference
                 and cand.over_refusal > base.over_refusal + rule.max_over_refusal_rise)
 
 
+def interim_rule(rule: GateRule) -> GateRule:
+    """The rule before the last stage: safe_rate failures only. A part of the benign sample is a few
+    prompts, too few to reject for over-refusal; a suspect is measured on (``clears_rule`` holds it)."""
+    return rule.model_copy(update={"max_over_refusal_rise": None})
+
+
 def benign_pool(source: str, data_dir: str | Path | None) -> list[str]:
     if source == "lookalikes":
         from ..lookalikes import lookalike_pairs
@@ -319,7 +324,7 @@ class UpdateGate:
             reference = (Reference.cohort(list(measured.values()))
                          if rule.reference == "cohort" and len(measured) >= rule.min_cohort else base)
             for name in list(open_):
-                why = judge_rule(rule, measured[name], reference)
+                why = judge_rule(rule if stage == len(parts) else interim_rule(rule), measured[name], reference)
                 if why or stage == len(parts) or clears_rule(rule, measured[name], reference):
                     settled[name] = (measured[name], why, stage)
                     del open_[name]
@@ -342,8 +347,9 @@ class UpdateGate:
                 got = self.measure({GLOBAL: None, "aggregate": candidate}, harmful, benign)
             base = got[GLOBAL] if base is None else base + got[GLOBAL]
             new = got["aggregate"] if new is None else new + got["aggregate"]
-            why = judge_rule(self.config.rule, new, base)
-            if why or clears_rule(self.config.rule, new, base):
+            rule = self.config.rule
+            why = judge_rule(rule if stage == len(parts) else interim_rule(rule), new, base)
+            if why or clears_rule(rule, new, base):
                 break
         keep = why is None or self.config.mode == "shadow"
         info = {"safe_rate": round(new.safe_rate, 4), "baseline_safe_rate": round(base.safe_rate, 4),
