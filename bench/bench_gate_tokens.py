@@ -55,10 +55,10 @@ def main() -> None:
     labels = (["harmful"] * len(harmful) + ["benign"] * len(benign)) * len(adapters)
     records = [{"id": str(i), "prompt": p, "label": lab}
                for i, (p, lab) in enumerate(zip(prompts * len(adapters), labels, strict=True))]
+    ids48 = [tok(t, add_special_tokens=False)["input_ids"] for t in texts48]  # tokenised once, cut per T
     verdicts = {}
     for cut in CUTS:
-        texts = [tok.decode(tok(t, add_special_tokens=False)["input_ids"][:cut], skip_special_tokens=True)
-                 for t in texts48]
+        texts = [tok.decode(ids[:cut], skip_special_tokens=True) for ids in ids48]
         verdicts[cut] = [r["verdict"] for r in judge_generations(records, texts, gate.judge)]
     n = len(prompts)
     table = []

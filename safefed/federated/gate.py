@@ -182,6 +182,14 @@ def interim_rule(rule: GateRule) -> GateRule:
     return rule.model_copy(update={"max_over_refusal_rise": None})
 
 
+def settle(rule: GateRule, cand: Measurement, base: Measurement | Reference, last: bool) -> tuple[bool, str | None]:
+    """After a stage: (is the candidate settled, why it is rejected). Before the last stage only a
+    safe_rate failure rejects (:func:`interim_rule`) and a candidate that :func:`clears_rule` is accepted;
+    the rest measure on. The last stage settles everyone by the full rule."""
+    why = judge_rule(rule if last else interim_rule(rule), cand, base)
+    return bool(why or last or clears_rule(rule, cand, base)), why
+
+
 def benign_pool(source: str, data_dir: str | Path | None) -> list[str]:
     if source == "lookalikes":
         from ..lookalikes import lookalike_pairs
@@ -276,13 +284,14 @@ class UpdateGate:
                 valid[u.client] = u.arrays
         if valid:
             load_lora_arrays(self.model, global_arrays, GLOBAL)
-            settled = self._staged(round_, valid)
+            settled, baseline = self._staged(round_, valid)
+            self._baseline = (round_, baseline)
             shadow = self.config.mode == "shadow"
             for u, n_used in zip(updates, used, strict=True):
                 if u.client not in valid:
                     continue
                 m, why, stage = settled[u.client]
-                base = pooled(self._baseline[1][:stage])  # the global model on the same prompts
+                base = pooled(baseline[:stage])  # the global model on the same prompts
                 reason = why or "passes the rule"
                 if why and shadow:
                     reason = f"shadow mode, would reject: {why}"
@@ -303,11 +312,13 @@ class UpdateGate:
                                     mode=self.config.mode)
         return ordered
 
-    def _staged(self, round_: int, candidates: Mapping[str, Arrays]) -> dict[str, tuple[Measurement, str | None, int]]:
-        """Measure stage by stage until every candidate is settled: (pooled measurement, why rejected, stage).
+    def _staged(self, round_: int, candidates: Mapping[str, Arrays]
+                ) -> tuple[dict[str, tuple[Measurement, str | None, int]], list[Measurement]]:
+        """Measure stage by stage until every candidate is settled. Returns, per candidate, (pooled
+        measurement, why rejected, stage), and the global model's measurement per stage run.
 
-        The global model answers every stage that is run (its pooled counts are kept for the aggregate
-        check); the reference is recomputed after each stage from everything measured so far.
+        The global model answers every stage that is run; the reference is recomputed after each stage
+        from everything measured so far.
         """
         rule = self.config.rule
         measured: dict[str, Measurement] = {}
@@ -324,14 +335,13 @@ class UpdateGate:
             reference = (Reference.cohort(list(measured.values()))
                          if rule.reference == "cohort" and len(measured) >= rule.min_cohort else base)
             for name in list(open_):
-                why = judge_rule(rule if stage == len(parts) else interim_rule(rule), measured[name], reference)
-                if why or stage == len(parts) or clears_rule(rule, measured[name], reference):
+                done, why = settle(rule, measured[name], reference, last=stage == len(parts))
+                if done:
                     settled[name] = (measured[name], why, stage)
                     del open_[name]
             if not open_:
                 break
-        self._baseline = (round_, baseline)
-        return settled
+        return settled, baseline
 
     def check_aggregate(self, round_: int, previous: Arrays, candidate: Arrays) -> tuple[bool, str, dict]:
         """Measure the newly aggregated adapter against the previous global one on the round's prompts,
@@ -339,17 +349,18 @@ class UpdateGate:
         load_lora_arrays(self.model, previous, GLOBAL)
         cached = self._baseline[1] if self._baseline is not None and self._baseline[0] == round_ else []
         parts = self.stage_prompts(round_)
-        base = new = None
+        base_parts: list[Measurement] = []
+        new_parts: list[Measurement] = []
         for stage, (harmful, benign) in enumerate(parts, 1):
             if stage <= len(cached):
                 got = {GLOBAL: cached[stage - 1], **self.measure({"aggregate": candidate}, harmful, benign)}
             else:
                 got = self.measure({GLOBAL: None, "aggregate": candidate}, harmful, benign)
-            base = got[GLOBAL] if base is None else base + got[GLOBAL]
-            new = got["aggregate"] if new is None else new + got["aggregate"]
-            rule = self.config.rule
-            why = judge_rule(rule if stage == len(parts) else interim_rule(rule), new, base)
-            if why or clears_rule(rule, new, base):
+            base_parts.append(got[GLOBAL])
+            new_parts.append(got["aggregate"])
+            base, new = pooled(base_parts), pooled(new_parts)
+            done, why = settle(self.config.rule, new, base, last=stage == len(parts))
+            if done:
                 break
         keep = why is None or self.config.mode == "shadow"
         info = {"safe_rate": round(new.safe_rate, 4), "baseline_safe_rate": round(base.safe_rate, 4),
