@@ -2,6 +2,8 @@
 
 Batched and one-by-one greedy generation give the same text (tested). Rows may carry different LoRA
 adapters (``adapter_names``), so the gate can judge several clients' updates in one ``generate``.
+The token prefix every prompt of a call shares (the chat template's system prompt and role header) is
+run once per adapter and its key/value cache reused by every row (``prefix_cache``; same text, tested).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from transformers import DynamicCache
+
+MIN_SHARED_PREFIX = 8  # tokens; a shorter shared prefix is not worth a separate forward pass
 
 
 @dataclass
@@ -29,6 +34,7 @@ class GenerationStats:
     prompt_tokens: int = 0
     new_tokens: int = 0
     batches: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens served from the shared-prefix cache
 
     @property
     def tokens_per_s(self) -> float:
@@ -48,6 +54,7 @@ class Generator:
     max_prompt_tokens: int = 512
     do_sample: bool = False
     temperature: float = 1.0
+    prefix_cache: bool = True
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def encode(self, prompt: str) -> tuple[list[int], bool]:
@@ -112,6 +119,30 @@ class Generator:
         encoded = [self.encode_messages(c) for c in conversations]
         return self._generate_encoded(encoded, adapter_names, progress)
 
+    def _shared_prefix(self, encoded: list[tuple[list[int], bool]]) -> int:
+        """Length of the token prefix all rows share, leaving every row at least one token of its own;
+        0 when caching is off or the prefix is too short to pay."""
+        if not self.prefix_cache or not encoded:
+            return 0
+        seqs = [ids for ids, _ in encoded]
+        limit = min(len(ids) for ids in seqs) - 1
+        n = next((k for k in range(limit) if any(ids[k] != seqs[0][k] for ids in seqs)), max(limit, 0))
+        return n if n >= MIN_SHARED_PREFIX else 0
+
+    def _prefix_states(self, prefix: list[int], adapters: Sequence[str | None], device: torch.device
+                       ) -> dict[str | None, list[tuple[torch.Tensor, torch.Tensor]]] | None:
+        """Per adapter, the prefix's (key, value) per layer; None if the model's cache is not a plain
+        ``DynamicCache`` (sliding-window or hybrid caches are left to ``generate``)."""
+        ids = torch.tensor([prefix], device=device)
+        states = {}
+        for name in dict.fromkeys(adapters):
+            kwargs = {} if name is None else {"adapter_names": [name]}
+            cache = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+            if type(cache) is not DynamicCache:
+                return None
+            states[name] = [(layer.keys, layer.values) for layer in cache.layers]
+        return states
+
     def _generate_encoded(self, encoded: list[tuple[list[int], bool]], adapter_names: Sequence[str] | None,
                           progress: Callable[[int], None] | None) -> list[Generation]:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
@@ -120,18 +151,32 @@ class Generator:
         results: list[Generation | None] = [None] * len(encoded)
         device = next(self.model.parameters()).device
         start = time.perf_counter()
+        names = list(adapter_names) if adapter_names is not None else [None] * len(encoded)
+        n_prefix = self._shared_prefix(encoded)
+        states = self._prefix_states(encoded[0][0][:n_prefix], names, device) if n_prefix else None
+        if states is None:
+            n_prefix = 0
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
-            width = max(len(encoded[i][0]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            # layout: [shared prefix | left padding | the row's own tokens]; positions follow the mask
+            width = max(len(encoded[i][0]) for i in idx) - n_prefix
+            input_ids = torch.full((len(idx), n_prefix + width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
+            input_ids[:, :n_prefix] = torch.tensor(encoded[0][0][:n_prefix], dtype=torch.long)
+            mask[:, :n_prefix] = 1
             for row, i in enumerate(idx):
-                ids = encoded[i][0]
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                mask[row, width - len(ids):] = 1
+                own = encoded[i][0][n_prefix:]
+                input_ids[row, n_prefix + width - len(own):] = torch.tensor(own)
+                mask[row, n_prefix + width - len(own):] = 1
             kwargs = {}
             if adapter_names is not None:
                 kwargs["adapter_names"] = [adapter_names[i] for i in idx]
+            if states is not None:
+                per_layer = zip(*(states[names[i]] for i in idx), strict=True)
+                kwargs["past_key_values"] = DynamicCache(
+                    [(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv])) for kv in per_layer],
+                    config=self.model.config)
+                self.stats.cached_prompt_tokens += n_prefix * len(idx)
             if self.do_sample:
                 kwargs.update(do_sample=True, temperature=self.temperature)
             else:
@@ -139,7 +184,7 @@ class Generator:
             out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                       max_new_tokens=self.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
                                       **kwargs)
-            new = out[:, width:]
+            new = out[:, n_prefix + width:]
             for row, i in enumerate(idx):
                 toks = new[row].tolist()
                 n = next((k + 1 for k, t in enumerate(toks) if t in stop), len(toks))

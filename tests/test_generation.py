@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from safefed.generation import Generator
+from safefed.generation import MIN_SHARED_PREFIX, Generator
 
 PROMPTS = [
     "What is the capital of France?",
@@ -15,11 +15,49 @@ PROMPTS = [
 
 def test_batched_equals_one_by_one_real_model(smollm2):
     model, tok, _ = smollm2
-    batched = Generator(model, tok, max_new_tokens=20, batch_size=8).generate(PROMPTS)
-    single = Generator(model, tok, max_new_tokens=20, batch_size=1)
+    gen = Generator(model, tok, max_new_tokens=20, batch_size=8)
+    batched = gen.generate(PROMPTS)
+    single = Generator(model, tok, max_new_tokens=20, batch_size=1, prefix_cache=False)
     one_by_one = [single.generate([p])[0] for p in PROMPTS]
     assert [g.text for g in batched] == [g.text for g in one_by_one]
     assert all(g.new_tokens > 0 for g in batched)
+    # the chat template's shared system prompt + role header was run once, not once per row
+    assert gen.stats.cached_prompt_tokens >= len(PROMPTS) * MIN_SHARED_PREFIX
+    assert single.stats.cached_prompt_tokens == 0
+
+
+def test_shared_prefix_cache_with_mixed_adapters(tiny_llama_path):
+    """Rows carrying different LoRA adapters get each adapter's own prefix cache: the same text as
+    without the cache, and as one adapter at a time, one prompt at a time."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_path)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], task_type="CAUSAL_LM")
+    model = get_peft_model(base, cfg, adapter_name="first")
+    model.add_adapter("second", cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():  # non-zero B, so the adapters change the keys and values of the prefix
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.eval()
+    names = ["first", "second"] * len(PROMPTS)
+    prompts = [p for p in PROMPTS for _ in range(2)]
+    cached = Generator(model, tok, max_new_tokens=10, batch_size=4)
+    texts = [g.text for g in cached.generate(prompts, adapter_names=names)]
+    plain = Generator(model, tok, max_new_tokens=10, batch_size=4, prefix_cache=False)
+    assert texts == [g.text for g in plain.generate(prompts, adapter_names=names)]
+    single = Generator(model, tok, max_new_tokens=10, batch_size=1, prefix_cache=False)
+    one_by_one = []
+    for p, name in zip(prompts, names, strict=True):
+        model.set_adapter(name)
+        one_by_one.append(single.generate([p])[0].text)
+    assert texts == one_by_one
+    assert len(set(texts[0::2]) ^ set(texts[1::2])) > 0  # the adapters really answer differently
+    assert cached.stats.cached_prompt_tokens > 0 and plain.stats.cached_prompt_tokens == 0
 
 
 def test_batched_equals_one_by_one_tiny_model(tiny_llama_path):
