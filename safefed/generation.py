@@ -152,17 +152,19 @@ class Generator:
         device = next(self.model.parameters()).device
         start = time.perf_counter()
         names = list(adapter_names) if adapter_names is not None else [None] * len(encoded)
-        n_prefix = self._shared_prefix(encoded)
-        states = self._prefix_states(encoded[0][0][:n_prefix], names, device) if n_prefix else None
+        n_shared = self._shared_prefix(encoded)
+        prefix = encoded[0][0][:n_shared] if n_shared else []
+        states = self._prefix_states(prefix, names, device) if prefix else None
         if states is None:
-            n_prefix = 0
+            prefix = []
+        n_prefix = len(prefix)
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
             # layout: [shared prefix | left padding | the row's own tokens]; positions follow the mask
             width = max(len(encoded[i][0]) for i in idx) - n_prefix
             input_ids = torch.full((len(idx), n_prefix + width), pad, dtype=torch.long)
             mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
-            input_ids[:, :n_prefix] = torch.tensor(encoded[0][0][:n_prefix], dtype=torch.long)
+            input_ids[:, :n_prefix] = torch.tensor(prefix, dtype=torch.long)
             mask[:, :n_prefix] = 1
             for row, i in enumerate(idx):
                 own = encoded[i][0][n_prefix:]
@@ -170,7 +172,7 @@ class Generator:
                 mask[row, n_prefix + width - len(own):] = 1
             kwargs = {}
             if adapter_names is not None:
-                kwargs["adapter_names"] = [adapter_names[i] for i in idx]
+                kwargs["adapter_names"] = [names[i] for i in idx]
             if states is not None:
                 per_layer = zip(*(states[names[i]] for i in idx), strict=True)
                 kwargs["past_key_values"] = DynamicCache(
