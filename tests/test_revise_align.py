@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from safefed.align import AlignRecipe, benign_pairs, build_aligned_adapter
+from safefed.align import AlignRecipe, benign_pairs, build_aligned_adapter, pick_candidate, validation_sets
 from safefed.cli import app
 
 
@@ -23,6 +23,39 @@ def test_align_pipeline_on_tiny_model(tmp_path, tiny_llama_path, data_dir):
         assert report["aligned"][key]["n"] == 2
     assert report["aligned"]["advbench"]["split"] == "eval" and "meets_targets" in report
     assert recipe.key() != AlignRecipe(steps=2).key()
+
+
+def test_align_keeps_the_best_candidate_on_validation(tmp_path, tiny_llama_path, data_dir):
+    recipe = AlignRecipe(model=str(tiny_llama_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
+                         critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
+                         checker="judge:refusal", candidates=2, seed=5)
+    report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, n_val=3, log=lambda m: None)
+    tried = report["candidates"]["tried"]
+    assert [t["seed"] for t in tried] == [5, 6]
+    assert all(t["validation"]["safe_rate"]["n"] == 3 and t["validation"]["over_refusal"]["n"] == 3 for t in tried)
+    assert report["candidates"]["picked_seed"] == tried[pick_candidate([t["validation"] for t in tried])]["seed"]
+    for seed in (5, 6):
+        assert (tmp_path / "a" / "candidates" / f"seed-{seed}" / "adapter" / "adapter_config.json").exists()
+    assert (tmp_path / "a" / "adapter" / "adapter_config.json").exists()
+    assert recipe.key() != AlignRecipe(model=recipe.model, n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
+                                       critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
+                                       checker="judge:refusal", seed=5).key()
+
+
+def test_pick_candidate_prefers_meeting_both_targets():
+    def v(s, o):
+        return {"safe_rate": {"value": s}, "over_refusal": {"value": o}}
+
+    assert pick_candidate([v(0.95, 0.40), v(0.82, 0.10), v(0.85, 0.12)]) == 2
+    assert pick_candidate([v(0.95, 0.40), v(0.70, 0.05), v(0.60, 0.20)]) == 1
+
+
+def test_validation_sets_are_not_evaluation_sets(data_dir):
+    from safefed.evaluation.headline import eval_sets
+
+    val = {r["prompt"] for r in validation_sets(data_dir, None, 0)}
+    ev = eval_sets(None, None, None, data_dir=data_dir)
+    assert len(val) > 400 and not val & {r["prompt"] for r in ev.advbench + ev.xstest + ev.utility}
 
 
 def test_benign_pairs_are_short_and_seeded(data_dir):

@@ -229,17 +229,29 @@ def align_cmd(
                                                "312 AdvBench eval-pool, 250 XSTest safe, 100 JBB benign].")] = None,
     baseline: Annotated[bool, typer.Option(help="Also measure the base model on the same prompts.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
+    candidates: Annotated[int | None, typer.Option(min=1, help="Build this many (seeds SEED, SEED+1, ...) and keep "
+                                                   "the best on the validation sets (AdvBench gate pool, hard "
+                                                   "negatives) [default: the recipe's].")] = None,
+    n_val: Annotated[int | None, typer.Option(min=1, help="Cap on each validation set [default: all: 208 "
+                                              "AdvBench gate-pool, 250 hard negatives].")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
     from ..align import AlignRecipe, build_aligned_adapter
 
     given = {"n_harmful": n_harmful, "n_lookalike": n_lookalike, "n_benign": n_benign, "steps": steps, "lr": lr,
-             "batch_size": batch_size, "checker": checker}
+             "batch_size": batch_size, "checker": checker, "candidates": candidates}
     recipe = AlignRecipe(model=model, constitution=constitution, seed=seed,
                          **{k: v for k, v in given.items() if v is not None})
-    report = build_aligned_adapter(recipe, out, data_dir=data_dir, n_eval=n_eval, baseline=baseline,
+    report = build_aligned_adapter(recipe, out, data_dir=data_dir, n_eval=n_eval, n_val=n_val, baseline=baseline,
                                    log=lambda m: err.print(m, markup=False))
+    if "candidates" in report:
+        picked = report["candidates"]["picked_seed"]
+        for t in report["candidates"]["tried"]:
+            v = t["validation"]
+            err.print(f"candidate seed {t['seed']}: validation safe_rate {v['safe_rate']['value']:.3f}, "
+                      f"over-refusal {v['over_refusal']['value']:.3f}" + (" (kept)" if t["seed"] == picked else ""),
+                      markup=False)
     table = Table(title=f"align · {model} · {constitution} · {recipe.steps} LoRA steps")
     for col in ("model", "AdvBench safe_rate [95% CI]", "XSTest over-refusal [95% CI]",
                 "JBB benign refused [95% CI]"):
