@@ -172,6 +172,9 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
                                out / "candidates" / f"seed-{seed}", data_dir, log)
             log(f"validating candidate seed {seed}")
             tried.append({"seed": seed, "validation": validate(built[0].model, tok, val)})
+            v = tried[-1]["validation"]
+            log(f"candidate seed {seed}: validation safe_rate {v['safe_rate']['value']:.3f}, "
+                f"over-refusal {v['over_refusal']['value']:.3f}")
             if pick_candidate([t["validation"] for t in tried]) == i:
                 best = built
             del model, built

@@ -246,12 +246,7 @@ def align_cmd(
     report = build_aligned_adapter(recipe, out, data_dir=data_dir, n_eval=n_eval, n_val=n_val, baseline=baseline,
                                    log=lambda m: err.print(m, markup=False))
     if "candidates" in report:
-        picked = report["candidates"]["picked_seed"]
-        for t in report["candidates"]["tried"]:
-            v = t["validation"]
-            err.print(f"candidate seed {t['seed']}: validation safe_rate {v['safe_rate']['value']:.3f}, "
-                      f"over-refusal {v['over_refusal']['value']:.3f}" + (" (kept)" if t["seed"] == picked else ""),
-                      markup=False)
+        err.print(f"kept candidate seed {report['candidates']['picked_seed']} (best on validation)", markup=False)
     table = Table(title=f"align · {model} · {constitution} · {recipe.steps} LoRA steps")
     for col in ("model", "AdvBench safe_rate [95% CI]", "XSTest over-refusal [95% CI]",
                 "JBB benign refused [95% CI]"):
