@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from safefed.align import cached_aligned_adapter
@@ -27,6 +28,12 @@ from safefed.federated.updates import local_update, lora_arrays, with_global_ada
 from safefed.models import load_causal_lm
 from safefed.stats import rate
 from safefed.training import train_lora
+
+
+def by_rule(decisions: list[dict]) -> dict[str, int]:
+    """Rejections counted by the part of the rule that failed (``safe_rate``, ``over_refusal``) or ``invalid``."""
+    reasons = [d["reason"].split()[0] for d in decisions if d["decision"] == "reject"]
+    return dict(Counter(r if r in ("safe_rate", "over_refusal") else "invalid" for r in reasons))
 
 
 def main() -> None:
@@ -119,6 +126,7 @@ def main() -> None:
         "local_steps": args.local_steps, "replay": args.replay, "gate": config.model_dump(),
         "poisoned_rejected": rate(sum(d["decision"] == "reject" for d in poisoned), len(poisoned)),
         "benign_rejected": rate(sum(d["decision"] == "reject" for d in benign), len(benign)),
+        "poisoned_rejected_by": by_rule(poisoned), "benign_rejected_by": by_rule(benign),
         "train_s_per_round": round(train_s / args.rounds, 1), "gate_s_per_round": round(gate_s / args.rounds, 1),
         "gate_cost_vs_training": round(gate_s / train_s, 3),
         # the gate's cost is fixed per candidate, training's grows with the local workload: the local
