@@ -12,6 +12,11 @@ A single build moves by about ±0.15 safe_rate with its sample, so ``candidates 
 (seeds ``seed``, ``seed + 1``, ...) and keeps the one that scores best on the validation sets: the AdvBench
 gate pool (harmful) and the filter's hard negatives (benign prompts that sound risky, written for this
 project). Neither is an evaluation set, so the evaluation figures of the pick stay unbiased.
+
+``layers_from = L`` puts the LoRA on decoder layers L and up only. The base model's state after layer 16
+already separates harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``); an
+adapter that leaves the layers below untouched refuses more harmful prompts at the same over-refusal
+(measured in docs/constitution.md).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from .paths import cache_dir
 from .provenance import file_hash, package_versions
 from .splits import sample
 from .stats import rate
-from .training import DEFAULT_TARGETS, save_adapter
+from .training import DEFAULT_TARGETS, lora_layers, save_adapter
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,13 @@ class AlignRecipe:
     seed: int = 0
     checker: str = "judge:refusal"  # every prompt here is harmful: a rewrite passes when it refuses
     candidates: int = 1           # > 1: build this many seeds, keep the best on the validation sets
+    layers_from: int | None = None  # LoRA only on decoder layers from this index on (see the module doc)
 
     def key(self) -> str:
         fields = asdict(self)
-        if fields["candidates"] == 1:  # recipes from before the field existed keep their key
-            del fields["candidates"]
+        for name, default in (("candidates", 1), ("layers_from", None)):
+            if fields[name] == default:  # recipes from before the field existed keep their key
+                del fields[name]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -154,6 +161,7 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model, tok, resolved = load_causal_lm(recipe.model)
+    lora_layers(model, recipe.layers_from)  # a bad layer index fails now, not after the revise step
     report: dict = {"recipe": asdict(recipe), "recipe_key": recipe.key(), "model": resolved.provenance()}
     if baseline:
         log("measuring the base model")
@@ -225,7 +233,8 @@ def _build_one(model, tok, recipe: AlignRecipe, out: Path, data_dir: str | Path 
         revise_rounds=recipe.revise_rounds, few_shot=recipe.few_shot, answer_tokens=recipe.answer_tokens,
         critique_tokens=recipe.critique_tokens, revision_tokens=recipe.revision_tokens, steps=recipe.steps,
         lr=recipe.lr, train_batch_size=recipe.batch_size, r=recipe.r, alpha=recipe.alpha,
-        target_modules=DEFAULT_TARGETS, max_length=recipe.max_length, seed=recipe.seed, out_dir=out)
+        target_modules=DEFAULT_TARGETS, layers_from=recipe.layers_from, max_length=recipe.max_length,
+        seed=recipe.seed, out_dir=out)
     data = {"harmful": {"dataset": "harmfulqa-catqa", "n": len(harmful), "content_hash": content_hash(harmful)},
             "lookalike": {"source": "safefed.lookalikes", "n": len(looks)},
             "benign": {"dataset": "self-instruct-seed", "n": len(benign), "content_hash": content_hash(benign)},

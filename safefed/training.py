@@ -35,6 +35,7 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)
     truncated: int = 0
     continued_adapter: bool = False
+    layers_from: int | None = None
 
     @property
     def s_per_step(self) -> float:
@@ -94,16 +95,29 @@ def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
 
+def lora_layers(model, layers_from: int | None) -> list[int] | None:
+    """The decoder layer indices a LoRA from ``layers_from`` on covers (None: all layers)."""
+    from .errors import UserError
+
+    if layers_from is None:
+        return None
+    n = model.config.num_hidden_layers
+    if not 0 <= layers_from < n:
+        raise UserError(f"layers_from {layers_from}: the model has {n} decoder layers (0 to {n - 1})")
+    return list(range(layers_from, n))
+
+
 def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr: float = 5e-4,
                batch_size: int = 8, r: int = 8, alpha: int = 16, dropout: float = 0.05,
                target_modules: Sequence[str] = DEFAULT_TARGETS, seed: int = 0, max_length: int = 96,
-               system_prompt: str | None = None, adapter_name: str = "default",
+               system_prompt: str | None = None, adapter_name: str = "default", layers_from: int | None = None,
                progress: Callable[[int, float], None] | None = None):
     """Fine-tune a LoRA adapter on ``pairs`` (``{"prompt", "response"}`` or tuples) for ``steps`` steps.
 
     A plain model is wrapped in a new adapter; a ``PeftModel`` keeps training its active adapter (a
-    round of training on top of the global adapter). Returns ``(peft_model, TrainStats)``; the model
-    is left in eval mode. ``progress(step, loss)`` is called after each step.
+    round of training on top of the global adapter). ``layers_from``: a new adapter touches only the
+    decoder layers from this index on (the lower ones stay the base model's). Returns
+    ``(peft_model, TrainStats)``; the model is left in eval mode. ``progress(step, loss)`` is called after each step.
     """
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -116,7 +130,7 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
             param.requires_grad = "lora_" in name and f".{model.active_adapter}." in name
     else:
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                         task_type="CAUSAL_LM")
+                         layers_to_transform=lora_layers(model, layers_from), task_type="CAUSAL_LM")
         model = get_peft_model(model, cfg, adapter_name=adapter_name)
     encoded, truncated = [], 0
     for p in pairs:
@@ -155,7 +169,7 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
     stats = TrainStats(steps=steps, examples=len(encoded), seconds=round(seconds, 2), lr=lr,
                        batch_size=batch_size, r=r, alpha=alpha, target_modules=list(target_modules),
                        seed=seed, max_length=max_length, losses=losses, truncated=truncated,
-                       continued_adapter=continued)
+                       continued_adapter=continued, layers_from=None if continued else layers_from)
     return model, stats
 
 

@@ -78,3 +78,26 @@ def test_shipped_aligned_adapter_is_the_default_recipe():
     for key in ("safe_rate", "over_refusal", "benign_refusal"):
         assert report["aligned"][key]["n"] >= 100
     assert report["aligned"]["advbench"]["split"] == "eval"
+
+
+def test_align_lora_on_upper_layers_only(tmp_path, tiny_llama_path, data_dir):
+    from safetensors.torch import load_file
+
+    recipe = AlignRecipe(model=str(tiny_llama_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
+                         critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
+                         checker="judge:refusal", layers_from=1)
+    report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, log=lambda m: None)
+    config = json.loads((tmp_path / "a" / "adapter" / "adapter_config.json").read_text())
+    assert config["layers_to_transform"] == [1] and report["train"]["layers_from"] == 1
+    weights = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
+    assert weights and all(".layers.1." in k for k in weights)
+    assert AlignRecipe(layers_from=None).key() == AlignRecipe().key() != AlignRecipe(layers_from=16).key()
+
+
+def test_align_rejects_a_layer_the_model_lacks(monkeypatch, capsys, tmp_path, tiny_llama_path, data_dir):
+    from cli_helpers import run_main
+
+    code, _, err = run_main(monkeypatch, capsys, "align", "--out", str(tmp_path / "a"), "--model", str(tiny_llama_path),
+                            "--layers-from", "2", "--data-dir", str(data_dir))
+    assert code == 2 and "layers_from 2: the model has 2 decoder layers (0 to 1)" in err
+    assert not (tmp_path / "a" / "adapter").exists()

@@ -70,8 +70,8 @@ def constitutional_round(model, tokenizer, prompts: Sequence[str | dict],
                          revise_rounds: int = 1, few_shot: int = 1, answer_tokens: int = 48, critique_tokens: int = 48,
                          revision_tokens: int = 64, batch_size: int = 8, steps: int = 10, lr: float = 2e-4,
                          train_batch_size: int = 8, r: int = 8, alpha: int = 16,
-                         target_modules: Sequence[str] = DEFAULT_TARGETS, max_length: int = 96, seed: int = 0,
-                         out_dir: str | Path | None = None,
+                         target_modules: Sequence[str] = DEFAULT_TARGETS, layers_from: int | None = None,
+                         max_length: int = 96, seed: int = 0, out_dir: str | Path | None = None,
                          progress: Callable[[int], None] | None = None) -> RoundResult:
     """Generate → critique → revise → short LoRA SFT, on the current global ``model`` (+ its adapter).
 
@@ -100,7 +100,8 @@ def constitutional_round(model, tokenizer, prompts: Sequence[str | dict],
              if r.path != "quarantined" and r.final and not r.final_unsafe]
     pairs += [{"prompt": p["prompt"], "response": p["response"]} for p in benign_pairs]
     model, stats = train_lora(model, tokenizer, pairs, steps=steps, lr=lr, batch_size=train_batch_size, r=r,
-                              alpha=alpha, target_modules=target_modules, seed=seed, max_length=max_length)
+                              alpha=alpha, target_modules=target_modules, layers_from=layers_from, seed=seed,
+                              max_length=max_length)
     result = RoundResult(model, revised, stats, pairs)
     if out_dir is not None:
         out = Path(out_dir)
