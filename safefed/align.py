@@ -14,9 +14,9 @@ gate pool (harmful) and the filter's hard negatives (benign prompts that sound r
 project). Neither is an evaluation set, so the evaluation figures of the pick stay unbiased.
 
 ``layers_from = L`` puts the LoRA on decoder layers L and up only. The base model's state after layer 16
-already separates harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``); an
-adapter that leaves the layers below untouched refuses more harmful prompts at the same over-refusal
-(measured in docs/constitution.md).
+already separates harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``), so an
+adapter that leaves the layers below untouched might read that distinction; on two seeds one build
+gained and one did not (docs/constitution.md), so the default recipe keeps all layers.
 """
 
 from __future__ import annotations
