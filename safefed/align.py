@@ -15,8 +15,8 @@ project). Neither is an evaluation set, so the evaluation figures of the pick st
 
 ``layers_from = L`` puts the LoRA on decoder layers L and up only. The base model's state after layer 16
 already separates harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``), so an
-adapter that leaves the layers below untouched might read that distinction; on two seeds one build
-gained and one did not (docs/constitution.md), so the default recipe keeps all layers.
+adapter that leaves the layers below untouched might read that distinction; on three seeds one build
+gained and two did not (docs/constitution.md), so the default recipe keeps all layers.
 """
 
 from __future__ import annotations
