@@ -32,11 +32,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from safefed import data as datasets
-from safefed.align import SHIPPED, benign_pairs
-from safefed.constitution.server import red_team_prompts
+from safefed.align import SHIPPED, AlignRecipe, recipe_data
 from safefed.filtering.hard_negatives import hard_negative_pairs
-from safefed.generation import Generator
-from safefed.lookalikes import lookalike_pairs
+from safefed.generation import Generator, left_padded
 from safefed.models import load_causal_lm
 from safefed.scoring.encoder import shared_encoder
 from safefed.splits import advbench_pools
@@ -48,15 +46,8 @@ XSTEST_FPR = 0.15
 def states(gen: Generator, texts: list[str], layers: list[int], batch: int = 32) -> np.ndarray:
     """(len(texts), len(layers), hidden) states at the prompt's last token (chat template, left padded)."""
     out = []
-    pad = gen.tokenizer.pad_token_id
     for b in range(0, len(texts), batch):
-        enc = [gen.encode(t)[0] for t in texts[b:b + batch]]
-        width = max(map(len, enc))
-        ids = torch.full((len(enc), width), pad)
-        mask = torch.zeros_like(ids)
-        for row, e in enumerate(enc):
-            ids[row, width - len(e):] = torch.tensor(e)
-            mask[row, width - len(e):] = 1
+        ids, mask = left_padded([gen.encode(t)[0] for t in texts[b:b + batch]], gen.tokenizer.pad_token_id)
         hs = gen.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
                        output_hidden_states=True).hidden_states
         out.append(torch.stack([hs[layer][:, -1, :] for layer in layers], 1).float().numpy())
@@ -84,10 +75,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     adv = advbench_pools(datasets.load("advbench", args.data_dir))
+    harmful, looks, benign, _ = recipe_data(AlignRecipe(seed=args.seed), args.data_dir)
     prompts = {
-        "align/harmful": [r["prompt"] for r in red_team_prompts(300, args.seed, args.data_dir, instruction_share=0.5)],
-        "align/benign": [p["prompt"] for p in lookalike_pairs(300, args.seed)]
-        + [p["prompt"] for p in benign_pairs(175, args.seed, args.data_dir)],
+        "align/harmful": [r["prompt"] for r in harmful],
+        "align/benign": [p["prompt"] for p in looks + benign],
         "hard-negatives": [p["prompt"] for p in hard_negative_pairs()],
         "gate-pool": [r["prompt"] for r in adv["gate"].records],
         "advbench-eval": [r["prompt"] for r in adv["eval"].records],
@@ -121,9 +112,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
 
     enc = shared_encoder()
-    g, e = enc.encode(prompts["gate-pool"]), enc.encode(prompts["advbench-eval"])
-    g, e = g / np.linalg.norm(g, axis=1, keepdims=True), e / np.linalg.norm(e, axis=1, keepdims=True)
-    nearest = (e @ g.T).max(1)
+    nearest = (enc.encode(prompts["advbench-eval"]) @ enc.encode(prompts["gate-pool"]).T).max(1)  # unit vectors
     overlap = {"median": round(float(np.median(nearest)), 3),
                **{f"share_above_{t}": round(float((nearest > t).mean()), 3) for t in (0.8, 0.9)}}
     print("AdvBench eval prompt -> nearest gate-pool prompt, MiniLM cosine:", json.dumps(overlap))

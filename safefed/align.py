@@ -209,15 +209,13 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
     return report
 
 
-def _build_one(model, tok, recipe: AlignRecipe, out: Path, data_dir: str | Path | None,
-               log: Callable[[str], None]):
-    """One constitutional round with ``recipe.seed``: the round's result and what data it used."""
-    from .constitution.checkers import make_checker
-    from .constitution.schema import load_constitution
-    from .constitution.server import constitutional_round, red_team_prompts
+def recipe_data(recipe: AlignRecipe, data_dir: str | Path | None = None
+                ) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """The recipe's seeded data: (harmful prompts to revise, look-alike pairs, benign pairs, the
+    look-alike and benign pairs shuffled together for the SFT mix)."""
+    from .constitution.server import red_team_prompts
     from .lookalikes import lookalike_pairs
 
-    loaded = load_constitution(recipe.constitution)
     rng = random.Random(recipe.seed)
     harmful = red_team_prompts(recipe.n_harmful, recipe.seed, data_dir, instruction_share=recipe.instruction_share,
                                rng=rng)
@@ -226,6 +224,18 @@ def _build_one(model, tok, recipe: AlignRecipe, out: Path, data_dir: str | Path 
     benign = benign_pairs(recipe.n_benign, recipe.seed, data_dir)
     extra = looks + [{"prompt": b["prompt"], "response": b["response"]} for b in benign]
     rng.shuffle(extra)
+    return harmful, looks, benign, extra
+
+
+def _build_one(model, tok, recipe: AlignRecipe, out: Path, data_dir: str | Path | None,
+               log: Callable[[str], None]):
+    """One constitutional round with ``recipe.seed``: the round's result and what data it used."""
+    from .constitution.checkers import make_checker
+    from .constitution.schema import load_constitution
+    from .constitution.server import constitutional_round
+
+    loaded = load_constitution(recipe.constitution)
+    harmful, looks, benign, extra = recipe_data(recipe, data_dir)
     log(f"constitutional round (seed {recipe.seed}): {len(harmful)} harmful prompts, {len(looks)} look-alikes, "
         f"{len(benign)} benign pairs")
     result = constitutional_round(

@@ -18,6 +18,20 @@ from transformers import DynamicCache
 MIN_SHARED_PREFIX = 8  # tokens; a shorter shared prefix is not worth a separate forward pass
 
 
+def left_padded(rows: Sequence[Sequence[int]], pad: int, prefix: Sequence[int] = ()
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids laid out as [prefix | left padding | row] per row, and their attention mask."""
+    n_prefix, width = len(prefix), max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), n_prefix + width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
+    input_ids[:, :n_prefix] = torch.tensor(list(prefix), dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for row, own in enumerate(rows):
+        input_ids[row, n_prefix + width - len(own):] = torch.tensor(list(own), dtype=torch.long)
+        mask[row, n_prefix + width - len(own):] = 1
+    return input_ids, mask
+
+
 @dataclass
 class Generation:
     """One response with its token counts; ``truncated`` says the prompt was cut to fit."""
@@ -160,16 +174,8 @@ class Generator:
         n_prefix = len(prefix)
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
-            # layout: [shared prefix | left padding | the row's own tokens]; positions follow the mask
-            width = max(len(encoded[i][0]) for i in idx) - n_prefix
-            input_ids = torch.full((len(idx), n_prefix + width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
-            input_ids[:, :n_prefix] = torch.tensor(prefix, dtype=torch.long)
-            mask[:, :n_prefix] = 1
-            for row, i in enumerate(idx):
-                own = encoded[i][0][n_prefix:]
-                input_ids[row, n_prefix + width - len(own):] = torch.tensor(own)
-                mask[row, n_prefix + width - len(own):] = 1
+            # positions follow the mask, so the shared prefix's cache fits every row
+            input_ids, mask = left_padded([encoded[i][0][n_prefix:] for i in idx], pad, prefix)
             kwargs = {}
             if adapter_names is not None:
                 kwargs["adapter_names"] = [names[i] for i in idx]
@@ -186,7 +192,7 @@ class Generator:
             out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                       max_new_tokens=self.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
                                       **kwargs)
-            new = out[:, n_prefix + width:]
+            new = out[:, input_ids.shape[1]:]
             for row, i in enumerate(idx):
                 toks = new[row].tolist()
                 n = next((k + 1 for k, t in enumerate(toks) if t in stop), len(toks))
