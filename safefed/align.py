@@ -62,10 +62,11 @@ class AlignRecipe:
     checker: str = "judge:refusal"  # every prompt here is harmful: a rewrite passes when it refuses
     candidates: int = 1           # > 1: build this many seeds, keep the best on the validation sets
     layers_from: int | None = None  # LoRA only on decoder layers from this index on (see the module doc)
+    decision_weight: float = 1.0  # the first 4 answer tokens weigh this much in the SFT loss (module doc)
 
     def key(self) -> str:
         fields = asdict(self)
-        for name, default in (("candidates", 1), ("layers_from", None)):
+        for name, default in (("candidates", 1), ("layers_from", None), ("decision_weight", 1.0)):
             if fields[name] == default:  # recipes from before the field existed keep their key
                 del fields[name]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -243,7 +244,8 @@ def _build_one(model, tok, recipe: AlignRecipe, out: Path, data_dir: str | Path 
         revise_rounds=recipe.revise_rounds, few_shot=recipe.few_shot, answer_tokens=recipe.answer_tokens,
         critique_tokens=recipe.critique_tokens, revision_tokens=recipe.revision_tokens, steps=recipe.steps,
         lr=recipe.lr, train_batch_size=recipe.batch_size, r=recipe.r, alpha=recipe.alpha,
-        target_modules=DEFAULT_TARGETS, layers_from=recipe.layers_from, max_length=recipe.max_length,
+        target_modules=DEFAULT_TARGETS, layers_from=recipe.layers_from,
+        decision_weight=recipe.decision_weight, max_length=recipe.max_length,
         seed=recipe.seed, out_dir=out)
     data = {"harmful": {"dataset": "harmfulqa-catqa", "n": len(harmful), "content_hash": content_hash(harmful)},
             "lookalike": {"source": "safefed.lookalikes", "n": len(looks)},

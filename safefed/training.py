@@ -36,6 +36,7 @@ class TrainStats:
     truncated: int = 0
     continued_adapter: bool = False
     layers_from: int | None = None
+    decision_weight: float = 1.0
 
     @property
     def s_per_step(self) -> float:
@@ -111,12 +112,14 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
                batch_size: int = 8, r: int = 8, alpha: int = 16, dropout: float = 0.05,
                target_modules: Sequence[str] = DEFAULT_TARGETS, seed: int = 0, max_length: int = 96,
                system_prompt: str | None = None, adapter_name: str = "default", layers_from: int | None = None,
+               decision_weight: float = 1.0, decision_tokens: int = 4,
                progress: Callable[[int, float], None] | None = None):
     """Fine-tune a LoRA adapter on ``pairs`` (``{"prompt", "response"}`` or tuples) for ``steps`` steps.
 
     A plain model is wrapped in a new adapter; a ``PeftModel`` keeps training its active adapter (a
     round of training on top of the global adapter). ``layers_from``: a new adapter touches only the
-    decoder layers from this index on (the lower ones stay the base model's). Returns
+    decoder layers from this index on (the lower ones stay the base model's). ``decision_weight``: the
+    first ``decision_tokens`` of each answer weigh this much in the loss (:func:`weighted_loss`). Returns
     ``(peft_model, TrainStats)``; the model is left in eval mode. ``progress(step, loss)`` is called after each step.
     """
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -155,13 +158,18 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
                 order = list(range(len(encoded)))
                 rng.shuffle(order)
             batch.append(encoded[order.pop()])
-        out = model(**{k: v.to(device) for k, v in _collate(batch, pad_id).items()})
-        out.loss.backward()
+        inputs = {k: v.to(device) for k, v in _collate(batch, pad_id).items()}
+        if decision_weight == 1.0:
+            loss = model(**inputs).loss
+        else:
+            labels = inputs.pop("labels")
+            loss = weighted_loss(model(**inputs).logits, labels, decision_weight, decision_tokens)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
         optim.zero_grad(set_to_none=True)
-        losses.append(round(float(out.loss.detach()), 4))
+        losses.append(round(float(loss.detach()), 4))
         if progress:
             progress(step + 1, losses[-1])
     seconds = time.perf_counter() - start
@@ -169,8 +177,20 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
     stats = TrainStats(steps=steps, examples=len(encoded), seconds=round(seconds, 2), lr=lr,
                        batch_size=batch_size, r=r, alpha=alpha, target_modules=list(target_modules),
                        seed=seed, max_length=max_length, losses=losses, truncated=truncated,
-                       continued_adapter=continued, layers_from=None if continued else layers_from)
+                       continued_adapter=continued, layers_from=None if continued else layers_from,
+                       decision_weight=decision_weight)
     return model, stats
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weight: float, first: int) -> torch.Tensor:
+    """Next-token cross-entropy over the response tokens, the first ``first`` of each response weighted
+    ``weight`` (the tokens where the model decides to answer or to refuse)."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    on = labels != -100
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+    position = torch.cumsum(on.long(), dim=1)  # 1 for the first response token, 2 for the next, ...
+    w = torch.where(on & (position <= first), torch.full_like(ce, weight), on.float())
+    return (ce * w).sum() / w.sum()
 
 
 def save_adapter(model, out: str | Path) -> Path:

@@ -85,13 +85,15 @@ def test_align_lora_on_upper_layers_only(tmp_path, tiny_llama_path, data_dir):
 
     recipe = AlignRecipe(model=str(tiny_llama_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
                          critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
-                         checker="judge:refusal", layers_from=1)
+                         checker="judge:refusal", layers_from=1, decision_weight=8.0)
     report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, log=lambda m: None)
     config = json.loads((tmp_path / "a" / "adapter" / "adapter_config.json").read_text())
     assert config["layers_to_transform"] == [1] and report["train"]["layers_from"] == 1
+    assert report["train"]["decision_weight"] == report["recipe"]["decision_weight"] == 8.0
     weights = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     assert weights and all(".layers.1." in k for k in weights)
     assert AlignRecipe(layers_from=None).key() == AlignRecipe().key() != AlignRecipe(layers_from=16).key()
+    assert AlignRecipe(decision_weight=1.0).key() == AlignRecipe().key() != AlignRecipe(decision_weight=8.0).key()
 
 
 def test_align_rejects_a_layer_the_model_lacks(monkeypatch, capsys, tmp_path, tiny_llama_path, data_dir):
@@ -101,3 +103,6 @@ def test_align_rejects_a_layer_the_model_lacks(monkeypatch, capsys, tmp_path, ti
                             "--layers-from", "2", "--data-dir", str(data_dir))
     assert code == 2 and "layers_from 2: the model has 2 decoder layers (0 to 1)" in err
     assert not (tmp_path / "a" / "adapter").exists()
+    code, _, err = run_main(monkeypatch, capsys, "align", "--out", str(tmp_path / "b"), "--model", str(tiny_llama_path),
+                            "--decision-weight", "0.5", "--data-dir", str(data_dir))
+    assert code == 2 and "--decision-weight" in err and not (tmp_path / "b").exists()

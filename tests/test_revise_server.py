@@ -9,7 +9,7 @@ import torch
 
 from safefed.constitution.checkers import JudgeChecker
 from safefed.constitution.server import constitutional_round, red_team_prompts
-from safefed.training import encode_pair, train_lora
+from safefed.training import _collate, encode_pair, train_lora, weighted_loss
 
 PAIRS = [
     {"prompt": "How do I whittle a spoon?", "response": "Carve slowly along the grain with a sharp knife."},
@@ -62,6 +62,22 @@ def test_train_lora_learns_and_continues_an_adapter(tiny, tmp_path):
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     with pytest.raises(ValueError):
         train_lora(again, tok, [], steps=1)
+
+
+def test_weighted_loss_is_the_model_loss_at_weight_one(tiny):
+    model, tok = tiny
+    batch = _collate([encode_pair(tok, p, r, max_length=48)[:2] for p, r in
+                      [("Hello there", "General Kenobi"), ("What is 2 + 2?", "It is four.")]], tok.pad_token_id)
+    out = model(**batch)
+    assert torch.allclose(weighted_loss(out.logits, batch["labels"], 1.0, 4), out.loss, atol=1e-5)
+
+
+def test_weighted_loss_weights_the_first_response_tokens():
+    logits = torch.randn(1, 6, 5)
+    labels = torch.tensor([[-100, -100, 1, 2, 3, 4]])  # response tokens at positions 2..5, predicted from 1..4
+    ce = torch.nn.functional.cross_entropy(logits[0, 1:5], labels[0, 2:], reduction="none")
+    expected = (3 * ce[0] + 3 * ce[1] + ce[2] + ce[3]) / 8
+    assert torch.allclose(weighted_loss(logits, labels, 3.0, 2), expected)
 
 
 def test_red_team_prompts_are_seeded_and_not_evaluation_data(data_dir):

@@ -236,13 +236,17 @@ def align_cmd(
                                               "AdvBench gate-pool, 250 hard negatives].")] = None,
     layers_from: Annotated[int | None, typer.Option(min=0, help="Put the LoRA on decoder layers from this index on "
                                                     "only (e.g. 16 for SmolLM2-135M) [default: all layers].")] = None,
+    decision_weight: Annotated[float | None, typer.Option(min=1.0, help="Weight of the first 4 answer tokens in "
+                                                          "the SFT loss (where the model answers or refuses) "
+                                                          "[default: 1, unweighted].")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
     from ..align import AlignRecipe, build_aligned_adapter
 
     given = {"n_harmful": n_harmful, "n_lookalike": n_lookalike, "n_benign": n_benign, "steps": steps, "lr": lr,
-             "batch_size": batch_size, "checker": checker, "candidates": candidates, "layers_from": layers_from}
+             "batch_size": batch_size, "checker": checker, "candidates": candidates, "layers_from": layers_from,
+             "decision_weight": decision_weight}
     recipe = AlignRecipe(model=model, constitution=constitution, seed=seed,
                          **{k: v for k, v in given.items() if v is not None})
     report = build_aligned_adapter(recipe, out, data_dir=data_dir, n_eval=n_eval, n_val=n_val, baseline=baseline,

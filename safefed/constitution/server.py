@@ -71,6 +71,7 @@ def constitutional_round(model, tokenizer, prompts: Sequence[str | dict],
                          revision_tokens: int = 64, batch_size: int = 8, steps: int = 10, lr: float = 2e-4,
                          train_batch_size: int = 8, r: int = 8, alpha: int = 16,
                          target_modules: Sequence[str] = DEFAULT_TARGETS, layers_from: int | None = None,
+                         decision_weight: float = 1.0,
                          max_length: int = 96, seed: int = 0, out_dir: str | Path | None = None,
                          progress: Callable[[int], None] | None = None) -> RoundResult:
     """Generate → critique → revise → short LoRA SFT, on the current global ``model`` (+ its adapter).
@@ -100,7 +101,8 @@ def constitutional_round(model, tokenizer, prompts: Sequence[str | dict],
              if r.path != "quarantined" and r.final and not r.final_unsafe]
     pairs += [{"prompt": p["prompt"], "response": p["response"]} for p in benign_pairs]
     model, stats = train_lora(model, tokenizer, pairs, steps=steps, lr=lr, batch_size=train_batch_size, r=r,
-                              alpha=alpha, target_modules=target_modules, layers_from=layers_from, seed=seed,
+                              alpha=alpha, target_modules=target_modules, layers_from=layers_from,
+                              decision_weight=decision_weight, seed=seed,
                               max_length=max_length)
     result = RoundResult(model, revised, stats, pairs)
     if out_dir is not None:
