@@ -17,9 +17,10 @@ project). Neither is an evaluation set, so the evaluation figures of the pick st
 already separates harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``), so an
 adapter that leaves the layers below untouched might read that distinction; on three seeds one build
 gained and two did not (docs/constitution.md), so the default recipe keeps all layers.
-``decision_weight = w`` weighs the first 4 answer tokens (where the model answers or refuses) ``w`` times
-in the SFT loss. With ``layers_from=16`` and ``n_lookalike=600`` it raised safe_rate on all three seeds
-measured, and seed 0 met both targets; over-refusal still varies with the seed (docs/constitution.md).
+``decision_weight = w`` weighs the first ``training.DECISION_TOKENS`` answer tokens (where the model
+answers or refuses) ``w`` times in the SFT loss. With ``layers_from=16`` and ``n_lookalike=600`` it
+raised safe_rate on all three seeds measured, and seed 0 met both targets; over-refusal still varies
+with the seed (docs/constitution.md).
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ class AlignRecipe:
     checker: str = "judge:refusal"  # every prompt here is harmful: a rewrite passes when it refuses
     candidates: int = 1           # > 1: build this many seeds, keep the best on the validation sets
     layers_from: int | None = None  # LoRA only on decoder layers from this index on (see the module doc)
-    decision_weight: float = 1.0  # the first 4 answer tokens weigh this much in the SFT loss (module doc)
+    decision_weight: float = 1.0  # the first answer tokens weigh this much in the SFT loss (module doc)
 
     def key(self) -> str:
         fields = asdict(self)
-        for name, default in (("candidates", 1), ("layers_from", None), ("decision_weight", 1.0)):
-            if fields[name] == default:  # recipes from before the field existed keep their key
+        for name in ("candidates", "layers_from", "decision_weight"):  # added later: at their default,
+            if fields[name] == AlignRecipe.__dataclass_fields__[name].default:  # older recipes keep their key
                 del fields[name]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 

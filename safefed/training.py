@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+DECISION_TOKENS = 4  # the answer tokens where the model decides to answer or to refuse
 
 
 @dataclass
@@ -112,7 +113,7 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
                batch_size: int = 8, r: int = 8, alpha: int = 16, dropout: float = 0.05,
                target_modules: Sequence[str] = DEFAULT_TARGETS, seed: int = 0, max_length: int = 96,
                system_prompt: str | None = None, adapter_name: str = "default", layers_from: int | None = None,
-               decision_weight: float = 1.0, decision_tokens: int = 4,
+               decision_weight: float = 1.0, decision_tokens: int = DECISION_TOKENS,
                progress: Callable[[int, float], None] | None = None):
     """Fine-tune a LoRA adapter on ``pairs`` (``{"prompt", "response"}`` or tuples) for ``steps`` steps.
 
@@ -159,7 +160,7 @@ def train_lora(model, tok, pairs: Sequence[dict | tuple], *, steps: int = 50, lr
                 rng.shuffle(order)
             batch.append(encoded[order.pop()])
         inputs = {k: v.to(device) for k, v in _collate(batch, pad_id).items()}
-        if decision_weight == 1.0:
+        if decision_weight == 1.0:  # the model's own loss: unweighted runs stay bit-identical to before
             loss = model(**inputs).loss
         else:
             labels = inputs.pop("labels")
@@ -189,7 +190,7 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weight: float, fir
     on = labels != -100
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
     position = torch.cumsum(on.long(), dim=1)  # 1 for the first response token, 2 for the next, ...
-    w = torch.where(on & (position <= first), torch.full_like(ce, weight), on.float())
+    w = torch.where(on & (position <= first), weight, on.float())
     return (ce * w).sum() / w.sum()
 
 

@@ -236,8 +236,8 @@ def align_cmd(
                                               "AdvBench gate-pool, 250 hard negatives].")] = None,
     layers_from: Annotated[int | None, typer.Option(min=0, help="Put the LoRA on decoder layers from this index on "
                                                     "only (e.g. 16 for SmolLM2-135M) [default: all layers].")] = None,
-    decision_weight: Annotated[float | None, typer.Option(min=1.0, help="Weight of the first 4 answer tokens in "
-                                                          "the SFT loss (where the model answers or refuses) "
+    decision_weight: Annotated[float | None, typer.Option(min=1.0, help="Weight of the first answer tokens in the "
+                                                          "SFT loss (where the model answers or refuses) "
                                                           "[default: 1, unweighted].")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
