@@ -8,19 +8,19 @@ prompts with helpful answers; general benign pairs (self-instruct seed tasks); o
 mix. Then it measures safe_rate on the AdvBench evaluation pool and over-refusal on XSTest's safe
 prompts (both evaluation-only data, never trained on). The adapter is cached by its recipe.
 
-A single build moves by about ±0.15 safe_rate with its sample, so ``candidates > 1`` builds that many
+A single build moves by about ±0.15 safe_rate with its sample, so ``candidates`` builds that many
 (seeds ``seed``, ``seed + 1``, ...) and keeps the one that scores best on the validation sets: the AdvBench
 gate pool (harmful) and the filter's hard negatives (benign prompts that sound risky, written for this
 project). Neither is an evaluation set, so the evaluation figures of the pick stay unbiased.
 
-``layers_from = L`` puts the LoRA on decoder layers L and up only. The base model's state after layer 16
-already separates harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``), so an
-adapter that leaves the layers below untouched might read that distinction; on three seeds one build
-gained and two did not (docs/constitution.md), so the default recipe keeps all layers.
-``decision_weight = w`` weighs the first ``training.DECISION_TOKENS`` answer tokens (where the model
-answers or refuses) ``w`` times in the SFT loss. With ``layers_from=16`` and ``n_lookalike=600`` it
-raised safe_rate on all three seeds measured, and seed 0 met both targets; over-refusal still varies
-with the seed (docs/constitution.md).
+The default recipe leans on what the base model already knows. Its state after layer 16 separates
+harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``), so ``layers_from = 16``
+puts the LoRA on decoder layers 16 and up only, leaving the layers that hold that distinction
+untouched; 600 look-alikes give the benign side as much weight as the harmful one; and
+``decision_weight = 8`` weighs the first ``training.DECISION_TOKENS`` answer tokens (where the model
+answers or refuses) eight times in the SFT loss. Each of the three seeds tried gained safe_rate over the
+all-layers recipe; one of them met both targets, and validation picks it (docs/constitution.md). For a
+model with fewer than 17 decoder layers, pass ``layers_from`` (about half its depth).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from .splits import sample
 from .stats import rate
 from .training import DEFAULT_TARGETS, lora_layers, save_adapter
 
+_ADDED_FIELDS = {"candidates": 1, "layers_from": None, "decision_weight": 1.0}  # field -> value before it existed
+
 
 @dataclass(frozen=True)
 class AlignRecipe:
@@ -48,7 +50,7 @@ class AlignRecipe:
     model: str = "smollm2-135m-instruct"
     constitution: str = "default"
     n_harmful: int = 300
-    n_lookalike: int = 300
+    n_lookalike: int = 600
     n_benign: int = 175           # every self-instruct seed task with a short answer
     instruction_share: float = 0.5  # share of harmful questions recast as instructions
     revise_rounds: int = 1
@@ -64,14 +66,14 @@ class AlignRecipe:
     max_length: int = 96
     seed: int = 0
     checker: str = "judge:refusal"  # every prompt here is harmful: a rewrite passes when it refuses
-    candidates: int = 1           # > 1: build this many seeds, keep the best on the validation sets
-    layers_from: int | None = None  # LoRA only on decoder layers from this index on (see the module doc)
-    decision_weight: float = 1.0  # the first answer tokens weigh this much in the SFT loss (module doc)
+    candidates: int = 3           # build this many seeds, keep the best on the validation sets
+    layers_from: int | None = 16  # LoRA only on decoder layers from this index on (None: all; module doc)
+    decision_weight: float = 8.0  # the first answer tokens weigh this much in the SFT loss (module doc)
 
     def key(self) -> str:
         fields = asdict(self)
-        for name in ("candidates", "layers_from", "decision_weight"):  # added later: at their default,
-            if fields[name] == AlignRecipe.__dataclass_fields__[name].default:  # older recipes keep their key
+        for name, legacy in _ADDED_FIELDS.items():  # at the value older recipes had, left out of the key,
+            if fields[name] == legacy:              # so their cache entries keep their names
                 del fields[name]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from typer.testing import CliRunner
 
@@ -10,10 +11,16 @@ from safefed.align import AlignRecipe, benign_pairs, build_aligned_adapter, pick
 from safefed.cli import app
 
 
+def tiny_recipe(model_path, **changes) -> AlignRecipe:
+    """The default recipe cut down to seconds on the tiny 2-layer Llama (one candidate, all layers)."""
+    small = dict(model=str(model_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4, critique_tokens=4,
+                 revision_tokens=4, steps=1, batch_size=2, max_length=48, candidates=1, layers_from=None,
+                 decision_weight=1.0)
+    return AlignRecipe(**{**small, **changes})
+
+
 def test_align_pipeline_on_tiny_model(tmp_path, tiny_llama_path, data_dir):
-    recipe = AlignRecipe(model=str(tiny_llama_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
-                         critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
-                         checker="judge:refusal")
+    recipe = tiny_recipe(tiny_llama_path)
     report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, log=lambda m: None)
     assert (tmp_path / "a" / "adapter" / "adapter_config.json").exists()
     saved = json.loads((tmp_path / "a" / "report.json").read_text())
@@ -26,9 +33,7 @@ def test_align_pipeline_on_tiny_model(tmp_path, tiny_llama_path, data_dir):
 
 
 def test_align_keeps_the_best_candidate_on_validation(tmp_path, tiny_llama_path, data_dir):
-    recipe = AlignRecipe(model=str(tiny_llama_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
-                         critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
-                         checker="judge:refusal", candidates=2, seed=5)
+    recipe = tiny_recipe(tiny_llama_path, candidates=2, seed=5)
     report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, n_val=3, log=lambda m: None)
     tried = report["candidates"]["tried"]
     assert [t["seed"] for t in tried] == [5, 6]
@@ -37,9 +42,7 @@ def test_align_keeps_the_best_candidate_on_validation(tmp_path, tiny_llama_path,
     for seed in (5, 6):
         assert (tmp_path / "a" / "candidates" / f"seed-{seed}" / "adapter" / "adapter_config.json").exists()
     assert (tmp_path / "a" / "adapter" / "adapter_config.json").exists()
-    assert recipe.key() != AlignRecipe(model=recipe.model, n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
-                                       critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
-                                       checker="judge:refusal", seed=5).key()
+    assert recipe.key() != tiny_recipe(tiny_llama_path, seed=5).key()
 
 
 def test_pick_candidate_prefers_meeting_both_targets():
@@ -83,17 +86,22 @@ def test_shipped_aligned_adapter_is_the_default_recipe():
 def test_align_lora_on_upper_layers_only(tmp_path, tiny_llama_path, data_dir):
     from safetensors.torch import load_file
 
-    recipe = AlignRecipe(model=str(tiny_llama_path), n_harmful=2, n_lookalike=2, n_benign=2, answer_tokens=4,
-                         critique_tokens=4, revision_tokens=4, steps=1, batch_size=2, max_length=48,
-                         checker="judge:refusal", layers_from=1, decision_weight=8.0)
+    recipe = tiny_recipe(tiny_llama_path, layers_from=1, decision_weight=8.0)
     report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, log=lambda m: None)
     config = json.loads((tmp_path / "a" / "adapter" / "adapter_config.json").read_text())
     assert config["layers_to_transform"] == [1] and report["train"]["layers_from"] == 1
     assert report["train"]["decision_weight"] == report["recipe"]["decision_weight"] == 8.0
     weights = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     assert weights and all(".layers.1." in k for k in weights)
-    assert AlignRecipe(layers_from=None).key() == AlignRecipe().key() != AlignRecipe(layers_from=16).key()
-    assert AlignRecipe(decision_weight=1.0).key() == AlignRecipe().key() != AlignRecipe(decision_weight=8.0).key()
+    assert recipe.key() != tiny_recipe(tiny_llama_path).key() != tiny_recipe(tiny_llama_path, layers_from=1).key()
+
+
+def test_recipes_from_before_a_field_existed_keep_their_key():
+    """The fields added later are left out of the key at the value older recipes had (cache names hold)."""
+    old = AlignRecipe(n_lookalike=300, candidates=1, layers_from=None, decision_weight=1.0)
+    assert old.key() == "3547a096811f"  # the all-layers recipe's key in reports before these fields existed
+    assert len({old.key(), AlignRecipe().key(), replace(old, layers_from=16).key(),
+                replace(old, decision_weight=8.0).key(), replace(old, candidates=3).key()}) == 5
 
 
 def test_align_rejects_a_layer_the_model_lacks(monkeypatch, capsys, tmp_path, tiny_llama_path, data_dir):

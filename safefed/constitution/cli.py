@@ -231,14 +231,15 @@ def align_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     candidates: Annotated[int | None, typer.Option(min=1, help="Build this many (seeds SEED, SEED+1, ...) and keep "
                                                    "the best on the validation sets (AdvBench gate pool, hard "
-                                                   "negatives) [default: the recipe's].")] = None,
+                                                   "negatives) [default: 3].")] = None,
     n_val: Annotated[int | None, typer.Option(min=1, help="Cap on each validation set [default: all: 208 "
                                               "AdvBench gate-pool, 250 hard negatives].")] = None,
     layers_from: Annotated[int | None, typer.Option(min=0, help="Put the LoRA on decoder layers from this index on "
-                                                    "only (e.g. 16 for SmolLM2-135M) [default: all layers].")] = None,
+                                                    "only; 0: all layers [default: 16, about half of "
+                                                    "SmolLM2-135M's 30].")] = None,
     decision_weight: Annotated[float | None, typer.Option(min=1.0, help="Weight of the first answer tokens in the "
-                                                          "SFT loss (where the model answers or refuses) "
-                                                          "[default: 1, unweighted].")] = None,
+                                                          "SFT loss (where the model answers or refuses); 1: "
+                                                          "unweighted [default: 8].")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
