@@ -67,8 +67,15 @@ def test_benign_pairs_are_short_and_seeded(data_dir):
 
 
 def test_align_cli_help():
+    import typer
+
     res = CliRunner().invoke(app, ["align", "--help"])
     assert res.exit_code == 0 and "--n-harmful" in res.output
+    helps = {p.name: p.help for p in typer.main.get_command(app).commands["align"].params}
+    d = AlignRecipe()  # the help states the recipe's defaults (the options themselves default to "unset")
+    for name, value in [("n_harmful", d.n_harmful), ("n_lookalike", d.n_lookalike), ("candidates", d.candidates),
+                        ("layers_from", d.layers_from), ("decision_weight", int(d.decision_weight))]:
+        assert f"default: {value}" in helps[name], name
 
 
 def test_shipped_aligned_adapter_is_the_default_recipe():

@@ -217,29 +217,29 @@ def align_cmd(
     out: Annotated[Path, typer.Option(help="Folder for adapter/, report.json and the revise outputs.")],
     model: Annotated[str, typer.Option(help="HF id, local folder or alias.")] = "smollm2-135m-instruct",
     constitution: Annotated[str, typer.Option(help="Shipped name or YAML path.")] = "default",
-    n_harmful: Annotated[int | None, typer.Option(min=1, help="Harmful prompts (harmfulqa-catqa) to revise "
-                                                  "[default: the recipe's].")] = None,
-    n_lookalike: Annotated[int | None, typer.Option(min=0, help="Benign look-alike pairs.")] = None,
+    n_harmful: Annotated[int | None, typer.Option(min=1, help="Harmful prompts (harmfulqa-catqa) to revise; "
+                                                  "default: 300.")] = None,
+    n_lookalike: Annotated[int | None, typer.Option(min=0, help="Benign look-alike pairs; default: 600.")] = None,
     n_benign: Annotated[int | None, typer.Option(min=0, help="General benign pairs (self-instruct).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="LoRA steps.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     checker: Annotated[str | None, typer.Option(help="auto | filter[:POLICY] | judge:NAME")] = None,
-    n_eval: Annotated[int | None, typer.Option(min=1, help="Cap on each evaluation set [default: all: "
-                                               "312 AdvBench eval-pool, 250 XSTest safe, 100 JBB benign].")] = None,
+    n_eval: Annotated[int | None, typer.Option(min=1, help="Cap on each evaluation set; default: all: "
+                                               "312 AdvBench eval-pool, 250 XSTest safe, 100 JBB benign.")] = None,
     baseline: Annotated[bool, typer.Option(help="Also measure the base model on the same prompts.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     candidates: Annotated[int | None, typer.Option(min=1, help="Build this many (seeds SEED, SEED+1, ...) and keep "
                                                    "the best on the validation sets (AdvBench gate pool, hard "
-                                                   "negatives) [default: 3].")] = None,
-    n_val: Annotated[int | None, typer.Option(min=1, help="Cap on each validation set [default: all: 208 "
-                                              "AdvBench gate-pool, 250 hard negatives].")] = None,
+                                                   "negatives); default: 3.")] = None,
+    n_val: Annotated[int | None, typer.Option(min=1, help="Cap on each validation set; default: all: 208 "
+                                              "AdvBench gate-pool, 250 hard negatives.")] = None,
     layers_from: Annotated[int | None, typer.Option(min=0, help="Put the LoRA on decoder layers from this index on "
-                                                    "only; 0: all layers [default: 16, about half of "
-                                                    "SmolLM2-135M's 30].")] = None,
+                                                    "only; 0: all layers; default: 16, about half of "
+                                                    "SmolLM2-135M's 30.")] = None,
     decision_weight: Annotated[float | None, typer.Option(min=1.0, help="Weight of the first answer tokens in the "
                                                           "SFT loss (where the model answers or refuses); 1: "
-                                                          "unweighted [default: 8].")] = None,
+                                                          "unweighted; default: 8.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
