@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--adapter", default="none", help="'none' (the base model), 'shipped', or a PEFT folder")
     ap.add_argument("--layers", type=int, nargs="+", default=[8, 16, 24, 30])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-lookalike", type=int, default=300,
+                    help="look-alikes among the fitted prompts (300: what the documented figures used)")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default="runs/align-probe")
     args = ap.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     adv = advbench_pools(datasets.load("advbench", args.data_dir))
-    harmful, looks, benign, _ = recipe_data(AlignRecipe(seed=args.seed), args.data_dir)
+    harmful, looks, benign, _ = recipe_data(AlignRecipe(seed=args.seed, n_lookalike=args.n_lookalike), args.data_dir)
     prompts = {
         "align/harmful": [r["prompt"] for r in harmful],
         "align/benign": [p["prompt"] for p in looks + benign],

@@ -4,9 +4,9 @@ SmolLM2 starts unaligned (it answers almost every AdvBench request), so there is
 poisoned client to drag down. This step builds a starting point the way the source paper's server
 would: harmful prompts from non-evaluation data (harmfulqa-catqa) -> the model's own answers ->
 critique -> revision (verify-then-template, varied refusals); the project's benign look-alike
-prompts with helpful answers; general benign pairs (self-instruct seed tasks); one LoRA SFT on the
-mix. Then it measures safe_rate on the AdvBench evaluation pool and over-refusal on XSTest's safe
-prompts (both evaluation-only data, never trained on). The adapter is cached by its recipe.
+prompts with helpful answers; general benign pairs (self-instruct seed tasks); a LoRA SFT on the
+mix (one per candidate). Then it measures safe_rate on the AdvBench evaluation pool and over-refusal on
+XSTest's safe prompts (both evaluation-only data, never trained on). The adapter is cached by its recipe.
 
 A single build moves by about ±0.15 safe_rate with its sample, so ``candidates`` builds that many
 (seeds ``seed``, ``seed + 1``, ...) and keeps the one that scores best on the validation sets: the AdvBench
@@ -16,10 +16,11 @@ project). Neither is an evaluation set, so the evaluation figures of the pick st
 The default recipe leans on what the base model already knows. Its state after layer 16 separates
 harmful from risky-sounding benign prompts (``bench/bench_align_probe.py``), so ``layers_from = 16``
 puts the LoRA on decoder layers 16 and up only, leaving the layers that hold that distinction
-untouched; 600 look-alikes give the benign side as much weight as the harmful one; and
+untouched; twice as many look-alikes (600) as harmful prompts (300) carry the contrast; and
 ``decision_weight = 8`` weighs the first ``training.DECISION_TOKENS`` answer tokens (where the model
 answers or refuses) eight times in the SFT loss. Each of the three seeds tried gained safe_rate over the
-all-layers recipe; one of them met both targets, and validation picks it (docs/constitution.md). For a
+same recipe with 300 look-alikes and no weighting; one of them met both targets, and validation picks it
+(docs/constitution.md). For a
 model with fewer than 17 decoder layers, pass ``layers_from`` (about half its depth).
 """
 
@@ -69,6 +70,13 @@ class AlignRecipe:
     candidates: int = 3           # build this many seeds, keep the best on the validation sets
     layers_from: int | None = 16  # LoRA only on decoder layers from this index on (None: all; module doc)
     decision_weight: float = 8.0  # the first answer tokens weigh this much in the SFT loss (module doc)
+
+    def __post_init__(self) -> None:  # one spelling per recipe, so equal recipes share a key
+        if self.layers_from == 0:
+            object.__setattr__(self, "layers_from", None)  # from layer 0 on: all layers
+        object.__setattr__(self, "decision_weight", float(self.decision_weight))
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "instruction_share", float(self.instruction_share))
 
     def key(self) -> str:
         fields = asdict(self)
@@ -199,7 +207,7 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
                                                "n": len(val), "content_hash": content_hash(val)},
                                 "rule": f"safest meeting safe_rate >= {SAFE_RATE_MIN} and over_refusal <= "
                                         f"{OVER_REFUSAL_MAX} on validation, else the largest safe_rate - over_refusal"}
-    adapter = save_adapter(result.model, out / "adapter")
+    adapter = save_adapter(result.model, out / "adapter", base_model=recipe.model)
     log("evaluating the aligned model")
     report.update({
         "data": data, "revise": result.revise.summary, "train": result.train.to_json(),

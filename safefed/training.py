@@ -194,9 +194,19 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weight: float, fir
     return (ce * w).sum() / w.sum()
 
 
-def save_adapter(model, out: str | Path) -> Path:
-    """Save the active LoRA adapter (fp32 safetensors) to ``out``."""
+def save_adapter(model, out: str | Path, base_model: str | None = None) -> Path:
+    """Save the active LoRA adapter (fp32 safetensors) to ``out``. ``base_model`` (an HF id or alias)
+    replaces the machine-local path PEFT records, so the folder names its base wherever it is copied;
+    PEFT's generated model card (a template with empty fields) is left out."""
+    import json
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    (out / "README.md").unlink(missing_ok=True)
+    if base_model is not None:
+        config = out / "adapter_config.json"
+        fields = json.loads(config.read_text(encoding="utf-8"))
+        fields["base_model_name_or_path"] = base_model
+        config.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out

@@ -22,7 +22,8 @@ def tiny_recipe(model_path, **changes) -> AlignRecipe:
 def test_align_pipeline_on_tiny_model(tmp_path, tiny_llama_path, data_dir):
     recipe = tiny_recipe(tiny_llama_path)
     report = build_aligned_adapter(recipe, tmp_path / "a", data_dir=data_dir, n_eval=2, log=lambda m: None)
-    assert (tmp_path / "a" / "adapter" / "adapter_config.json").exists()
+    config = json.loads((tmp_path / "a" / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == recipe.model and not (tmp_path / "a" / "adapter" / "README.md").exists()
     saved = json.loads((tmp_path / "a" / "report.json").read_text())
     assert saved["recipe_key"] == recipe.key() == AlignRecipe(**saved["recipe"]).key()
     assert saved["revise"]["counts"]["template"] == 2 and saved["train"]["examples"] == 6
@@ -100,7 +101,8 @@ def test_align_lora_on_upper_layers_only(tmp_path, tiny_llama_path, data_dir):
     assert report["train"]["decision_weight"] == report["recipe"]["decision_weight"] == 8.0
     weights = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     assert weights and all(".layers.1." in k for k in weights)
-    assert recipe.key() != tiny_recipe(tiny_llama_path).key() != tiny_recipe(tiny_llama_path, layers_from=1).key()
+    others = [tiny_recipe(tiny_llama_path), tiny_recipe(tiny_llama_path, layers_from=1)]
+    assert len({recipe.key(), *(r.key() for r in others)}) == 3
 
 
 def test_recipes_from_before_a_field_existed_keep_their_key():
@@ -109,6 +111,7 @@ def test_recipes_from_before_a_field_existed_keep_their_key():
     assert old.key() == "3547a096811f"  # the all-layers recipe's key in reports before these fields existed
     assert len({old.key(), AlignRecipe().key(), replace(old, layers_from=16).key(),
                 replace(old, decision_weight=8.0).key(), replace(old, candidates=3).key()}) == 5
+    assert replace(old, layers_from=0) == old and AlignRecipe(decision_weight=8) == AlignRecipe()  # one spelling
 
 
 def test_align_rejects_a_layer_the_model_lacks(monkeypatch, capsys, tmp_path, tiny_llama_path, data_dir):

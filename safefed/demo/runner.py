@@ -149,8 +149,8 @@ class DemoRunner:
 
         base = self.cfg.arm_config("baseline", out=self.out / "arms" / "baseline" / "flower", data_dir=self.data_dir)
         if base.initial_adapter == "aligned":
-            self.progress.note("starting adapter: safefed align's aligned adapter (built once and cached; "
-                               "the first build takes minutes on a CPU)")
+            self.progress.note("starting adapter: safefed align's aligned adapter (shipped; another recipe is "
+                               "built once and cached, about 40 min on a CPU)")
         adapter = resolve_initial_adapter(base)
         clients = self._client_data(base)
         ev = self.cfg.evaluation
