@@ -20,8 +20,10 @@ untouched; twice as many look-alikes (600) as harmful prompts (300) carry the co
 ``decision_weight = 8`` weighs the first ``training.DECISION_TOKENS`` answer tokens (where the model
 answers or refuses) eight times in the SFT loss. Each of the three seeds tried gained safe_rate over the
 same recipe with 300 look-alikes and no weighting; one of them met both targets, and validation picks it
-(docs/constitution.md). For a
-model with fewer than 17 decoder layers, pass ``layers_from`` (about half its depth).
+(docs/constitution.md). For a model with fewer than 17 decoder layers, pass ``layers_from`` (about half
+its depth).
+
+The module imports no torch until it builds, so the CLI can read the recipe's defaults cheaply.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from .paths import cache_dir
 from .provenance import file_hash, package_versions
 from .splits import sample
 from .stats import rate
-from .training import DEFAULT_TARGETS, lora_layers, save_adapter
 
 _ADDED_FIELDS = {"candidates": 1, "layers_from": None, "decision_weight": 1.0}  # field -> value before it existed
 
@@ -171,6 +172,7 @@ def build_aligned_adapter(recipe: AlignRecipe, out: str | Path, *, data_dir: str
     With ``recipe.candidates > 1`` each candidate is built under ``out/candidates/seed-S`` and measured on
     :func:`validation_sets` (``n_val`` each); the pick is copied to ``out/adapter`` and evaluated."""
     from .models import load_causal_lm
+    from .training import lora_layers, save_adapter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,8 +260,7 @@ def _build_one(model, tok, recipe: AlignRecipe, out: Path, data_dir: str | Path 
         revise_rounds=recipe.revise_rounds, few_shot=recipe.few_shot, answer_tokens=recipe.answer_tokens,
         critique_tokens=recipe.critique_tokens, revision_tokens=recipe.revision_tokens, steps=recipe.steps,
         lr=recipe.lr, train_batch_size=recipe.batch_size, r=recipe.r, alpha=recipe.alpha,
-        target_modules=DEFAULT_TARGETS, layers_from=recipe.layers_from,
-        decision_weight=recipe.decision_weight, max_length=recipe.max_length,
+        layers_from=recipe.layers_from, decision_weight=recipe.decision_weight, max_length=recipe.max_length,
         seed=recipe.seed, out_dir=out)
     data = {"harmful": {"dataset": "harmfulqa-catqa", "n": len(harmful), "content_hash": content_hash(harmful)},
             "lookalike": {"source": "safefed.lookalikes", "n": len(looks)},

@@ -7,6 +7,7 @@ constitutional round, ``safefed align`` and the federated clients share this one
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -198,8 +199,6 @@ def save_adapter(model, out: str | Path, base_model: str | None = None) -> Path:
     """Save the active LoRA adapter (fp32 safetensors) to ``out``. ``base_model`` (an HF id or alias)
     replaces the machine-local path PEFT records, so the folder names its base wherever it is copied;
     PEFT's generated model card (a template with empty fields) is left out."""
-    import json
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

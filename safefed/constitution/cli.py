@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..align import AlignRecipe
 from ..errors import UserError
 
 constitution_app = typer.Typer(help="Author, check and import YAML constitutions.", no_args_is_help=True)
@@ -218,8 +219,9 @@ def align_cmd(
     model: Annotated[str, typer.Option(help="HF id, local folder or alias.")] = "smollm2-135m-instruct",
     constitution: Annotated[str, typer.Option(help="Shipped name or YAML path.")] = "default",
     n_harmful: Annotated[int | None, typer.Option(min=1, help="Harmful prompts (harmfulqa-catqa) to revise; "
-                                                  "default: 300.")] = None,
-    n_lookalike: Annotated[int | None, typer.Option(min=0, help="Benign look-alike pairs; default: 600.")] = None,
+                                                  f"default: {AlignRecipe.n_harmful}.")] = None,
+    n_lookalike: Annotated[int | None, typer.Option(min=0, help="Benign look-alike pairs; default: "
+                                                    f"{AlignRecipe.n_lookalike}.")] = None,
     n_benign: Annotated[int | None, typer.Option(min=0, help="General benign pairs (self-instruct).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="LoRA steps.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
@@ -231,19 +233,20 @@ def align_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     candidates: Annotated[int | None, typer.Option(min=1, help="Build this many (seeds SEED, SEED+1, ...) and keep "
                                                    "the best on the validation sets (AdvBench gate pool, hard "
-                                                   "negatives); default: 3.")] = None,
+                                                   f"negatives); default: {AlignRecipe.candidates}.")] = None,
     n_val: Annotated[int | None, typer.Option(min=1, help="Cap on each validation set; default: all: 208 "
                                               "AdvBench gate-pool, 250 hard negatives.")] = None,
     layers_from: Annotated[int | None, typer.Option(min=0, help="Put the LoRA on decoder layers from this index on "
-                                                    "only; 0: all layers; default: 16, about half of "
-                                                    "SmolLM2-135M's 30.")] = None,
+                                                    f"only; 0: all layers; default: {AlignRecipe.layers_from}, "
+                                                    "about half of SmolLM2-135M's 30.")] = None,
     decision_weight: Annotated[float | None, typer.Option(min=1.0, help="Weight of the first answer tokens in the "
                                                           "SFT loss (where the model answers or refuses); 1: "
-                                                          "unweighted; default: 8.")] = None,
+                                                          "unweighted; default: "
+                                                          f"{AlignRecipe.decision_weight:g}.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
-    from ..align import AlignRecipe, build_aligned_adapter
+    from ..align import build_aligned_adapter
 
     given = {"n_harmful": n_harmful, "n_lookalike": n_lookalike, "n_benign": n_benign, "steps": steps, "lr": lr,
              "batch_size": batch_size, "checker": checker, "candidates": candidates, "layers_from": layers_from,
