@@ -8,6 +8,7 @@ run once per adapter and its key/value cache reused by every row (``prefix_cache
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,12 @@ class Generator:
             ids = ids["input_ids"]
         return list(ids), truncated
 
+    def _cache_kwarg(self) -> str:
+        """The keyword ``generate`` takes a cache by: ``cache`` in transformers 5 (which deprecates
+        ``past_key_values``), ``past_key_values`` before."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
     def _stop_ids(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id}
         cfg = getattr(self.model, "generation_config", None)
@@ -181,7 +188,7 @@ class Generator:
                 kwargs["adapter_names"] = [names[i] for i in idx]
             if states is not None:
                 per_layer = zip(*(states[names[i]] for i in idx), strict=True)
-                kwargs["past_key_values"] = DynamicCache(
+                kwargs[self._cache_kwarg()] = DynamicCache(
                     [(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv])) for kv in per_layer],
                     config=self.model.config)
                 self.stats.cached_prompt_tokens += n_prefix * len(idx)
