@@ -150,47 +150,100 @@ class Generator:
         n = next((k for k in range(limit) if any(ids[k] != seqs[0][k] for ids in seqs)), max(limit, 0))
         return n if n >= MIN_SHARED_PREFIX else 0
 
-    def _prefix_states(self, prefix: list[int], adapters: Sequence[str | None], device: torch.device
-                       ) -> dict[str | None, list[tuple[torch.Tensor, torch.Tensor]]] | None:
-        """Per adapter, the prefix's (key, value) per layer; None if the model's cache is not a plain
-        ``DynamicCache`` (sliding-window or hybrid caches are left to ``generate``)."""
-        ids = torch.tensor([prefix], device=device)
-        states = {}
-        for name in dict.fromkeys(adapters):
-            kwargs = {} if name is None else {"adapter_names": [name]}
-            cache = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
-            if type(cache) is not DynamicCache:
-                return None
-            states[name] = [(layer.keys, layer.values) for layer in cache.layers]
-        return states
+    @torch.inference_mode()
+    def generate_per_adapter(self, prompts: Sequence[str], adapters: Sequence[str],
+                             progress: Callable[[int], None] | None = None) -> list[list[Generation]]:
+        """Every adapter's responses to the same prompts: ``out[j][i]`` is ``adapters[j]`` on ``prompts[i]``.
+
+        A batch holds whole prompts, each answered by every adapter, laid out adapter-major, so the
+        adapters' LoRA deltas take two batched matmuls per layer (:class:`~safefed.lora_stack.LoRAStack`)
+        instead of PEFT's per-adapter sub-batches; the same text (tested). Where the stack does not apply
+        (LoRA variants such as DoRA, which PEFT's mixed batches refuse too) it runs one adapter at a time.
+        """
+        from .lora_stack import LoRAStack
+
+        k, n = len(adapters), len(prompts)
+        stack = LoRAStack.build(self.model, adapters)
+        if stack is None:
+            active = self.model.active_adapters[0]
+            try:
+                out = []
+                for name in adapters:
+                    self.model.set_adapter(name)
+                    out.append(self.generate(prompts, progress=progress))
+                return out
+            finally:
+                self.model.set_adapter(active)
+        encoded = [self.encode(p) for p in prompts]
+        order = sorted(range(n), key=lambda i: -len(encoded[i][0]))
+        per_batch = max(1, self.batch_size // k)
+        batches = [[g * n + i for g in range(k) for i in order[b:b + per_batch]]
+                   for b in range(0, n, per_batch)]
+        with stack:
+            gens = self._run(encoded * k, batches, lambda prefix: self._stacked_prefix_states(prefix, k),
+                             lambda idx: {}, progress)
+        return [gens[j * n:(j + 1) * n] for j in range(k)]
 
     def _generate_encoded(self, encoded: list[tuple[list[int], bool]], adapter_names: Sequence[str] | None,
                           progress: Callable[[int], None] | None) -> list[Generation]:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+        batches = [order[b:b + self.batch_size] for b in range(0, len(order), self.batch_size)]
+        names = list(adapter_names) if adapter_names is not None else [None] * len(encoded)
+
+        def batch_kwargs(idx: list[int]) -> dict:
+            return {"adapter_names": [names[i] for i in idx]} if adapter_names is not None else {}
+
+        return self._run(encoded, batches, lambda prefix: self._prefix_states(prefix, names), batch_kwargs, progress)
+
+    def _prefix_kv(self, prefix: list[int], rows: int = 1, **kwargs) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The prefix's (key, value) per layer for ``rows`` identical rows; None if the model's cache is
+        not a plain ``DynamicCache`` (sliding-window or hybrid caches are left to ``generate``)."""
+        ids = torch.tensor([prefix] * rows, device=next(self.model.parameters()).device)
+        cache = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers] if type(cache) is DynamicCache else None
+
+    def _prefix_states(self, prefix: list[int], names: Sequence[str | None]) -> Callable | None:
+        """The shared prefix run once per adapter: a function from a batch's row ids to the (key, value)
+        per layer its rows start from (``names[i]``: row i's adapter)."""
+        states = {}
+        for name in dict.fromkeys(names):
+            states[name] = self._prefix_kv(prefix, **({} if name is None else {"adapter_names": [name]}))
+            if states[name] is None:
+                return None
+        return lambda idx: [(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv]))
+                            for kv in zip(*(states[names[i]] for i in idx), strict=True)]
+
+    def _stacked_prefix_states(self, prefix: list[int], k: int) -> Callable | None:
+        """The shared prefix run once as ``k`` stacked adapter groups; a batch of ``k`` equal groups
+        repeats each group's row."""
+        kv = self._prefix_kv(prefix, k)
+        if kv is None:
+            return None
+        return lambda idx: [(key.repeat_interleave(len(idx) // k, 0), val.repeat_interleave(len(idx) // k, 0))
+                            for key, val in kv]
+
+    def _run(self, encoded: list[tuple[list[int], bool]], batches: list[list[int]],
+             prefix_states: Callable, batch_kwargs: Callable[[list[int]], dict],
+             progress: Callable[[int], None] | None) -> list[Generation]:
+        """Generate each batch of row ids (rows in the given order); results in row order."""
         stop = self._stop_ids()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stop[0]
         results: list[Generation | None] = [None] * len(encoded)
         device = next(self.model.parameters()).device
         start = time.perf_counter()
-        names = list(adapter_names) if adapter_names is not None else [None] * len(encoded)
         n_shared = self._shared_prefix(encoded)
         prefix = encoded[0][0][:n_shared] if n_shared else []
-        states = self._prefix_states(prefix, names, device) if prefix else None
+        states = prefix_states(prefix) if prefix else None
         if states is None:
             prefix = []
         n_prefix = len(prefix)
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b : b + self.batch_size]
+        cache_kwarg = self._cache_kwarg()
+        for idx in batches:
             # positions follow the mask, so the shared prefix's cache fits every row
             input_ids, mask = left_padded([encoded[i][0][n_prefix:] for i in idx], pad, prefix)
-            kwargs = {}
-            if adapter_names is not None:
-                kwargs["adapter_names"] = [names[i] for i in idx]
+            kwargs = batch_kwargs(idx)
             if states is not None:
-                per_layer = zip(*(states[names[i]] for i in idx), strict=True)
-                kwargs[self._cache_kwarg()] = DynamicCache(
-                    [(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv])) for kv in per_layer],
-                    config=self.model.config)
+                kwargs[cache_kwarg] = DynamicCache(states(idx), config=self.model.config)
                 self.stats.cached_prompt_tokens += n_prefix * len(idx)
             if self.do_sample:
                 kwargs.update(do_sample=True, temperature=self.temperature)

@@ -26,38 +26,76 @@ def test_batched_equals_one_by_one_real_model(smollm2):
     assert single.stats.cached_prompt_tokens == 0
 
 
-def test_shared_prefix_cache_with_mixed_adapters(tiny_llama_path):
-    """Rows carrying different LoRA adapters get each adapter's own prefix cache: the same text as
-    without the cache, and as one adapter at a time, one prompt at a time."""
+def lora_model(tiny_llama_path, names=("first", "second"), use_dora=False):
+    """The tiny model with LoRA adapters ``names`` whose B is non-zero, so each changes the keys, values
+    and answers."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_path)
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"], task_type="CAUSAL_LM")
-    model = get_peft_model(base, cfg, adapter_name="first")
-    model.add_adapter("second", cfg)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "down_proj"],
+                     task_type="CAUSAL_LM", use_dora=use_dora)
+    model = get_peft_model(base, cfg, adapter_name=names[0])
+    for name in names[1:]:
+        model.add_adapter(name, cfg)
     torch.manual_seed(0)
-    with torch.no_grad():  # non-zero B, so the adapters change the keys and values of the prefix
+    with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
-    model.eval()
+    return model.eval(), tok
+
+
+def one_at_a_time(model, tok, prompts, names, max_new_tokens=10):
+    single = Generator(model, tok, max_new_tokens=max_new_tokens, batch_size=1, prefix_cache=False)
+    out = []
+    for p, name in zip(prompts, names, strict=True):
+        model.set_adapter(name)
+        out.append(single.generate([p])[0].text)
+    return out
+
+
+def test_shared_prefix_cache_with_mixed_adapters(tiny_llama_path):
+    """Rows carrying different LoRA adapters get each adapter's own prefix cache: the same text as
+    without the cache, and as one adapter at a time, one prompt at a time."""
+    model, tok = lora_model(tiny_llama_path)
     names = ["first", "second"] * len(PROMPTS)
     prompts = [p for p in PROMPTS for _ in range(2)]
     cached = Generator(model, tok, max_new_tokens=10, batch_size=4)
     texts = [g.text for g in cached.generate(prompts, adapter_names=names)]
     plain = Generator(model, tok, max_new_tokens=10, batch_size=4, prefix_cache=False)
     assert texts == [g.text for g in plain.generate(prompts, adapter_names=names)]
-    single = Generator(model, tok, max_new_tokens=10, batch_size=1, prefix_cache=False)
-    one_by_one = []
-    for p, name in zip(prompts, names, strict=True):
-        model.set_adapter(name)
-        one_by_one.append(single.generate([p])[0].text)
-    assert texts == one_by_one
+    assert texts == one_at_a_time(model, tok, prompts, names)
     assert len(set(texts[0::2]) ^ set(texts[1::2])) > 0  # the adapters really answer differently
     assert cached.stats.cached_prompt_tokens > 0 and plain.stats.cached_prompt_tokens == 0
+
+
+def test_stacked_adapters_equal_one_at_a_time(tiny_llama_path):
+    """generate_per_adapter (every adapter on the same prompts, LoRA deltas stacked) gives each adapter's
+    own greedy text, with and without the prefix cache, for batch sizes that are and are not a multiple
+    of the adapter count; a LoRA variant it cannot stack (DoRA) falls back to mixed batches."""
+    from safefed.lora_stack import LoRAStack
+
+    names = ["first", "second", "third"]
+    model, tok = lora_model(tiny_llama_path, names)
+    assert LoRAStack.build(model, names) is not None
+    expected = [one_at_a_time(model, tok, PROMPTS, [n] * len(PROMPTS)) for n in names]
+    assert len({tuple(e) for e in expected}) == 3  # the adapters really answer differently
+    for batch_size, cache in ((3, True), (7, True), (64, True), (4, False)):
+        gen = Generator(model, tok, max_new_tokens=10, batch_size=batch_size, prefix_cache=cache)
+        got = gen.generate_per_adapter(PROMPTS, names)
+        assert [[g.text for g in row] for row in got] == expected, (batch_size, cache)
+        assert (gen.stats.cached_prompt_tokens > 0) == cache
+    assert not any(m._forward_hooks for m in model.modules())  # the stack's hooks are gone afterwards
+    assert model.active_adapters == ["third"] and not model.base_model.model.model.layers[0].self_attn.q_proj.disable_adapters
+
+    dora, tok = lora_model(tiny_llama_path, names[:2], use_dora=True)
+    assert LoRAStack.build(dora, names[:2]) is None
+    expected = [one_at_a_time(dora, tok, PROMPTS, [n] * len(PROMPTS)) for n in names[:2]]
+    got = Generator(dora, tok, max_new_tokens=10, batch_size=4).generate_per_adapter(PROMPTS, names[:2])
+    assert [[g.text for g in row] for row in got] == expected
 
 
 def test_batched_equals_one_by_one_tiny_model(tiny_llama_path):

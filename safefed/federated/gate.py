@@ -232,8 +232,9 @@ class UpdateGate:
                  benign[i * len(benign) // k:(i + 1) * len(benign) // k]) for i in range(k)]
 
     def answers(self, adapters: Mapping[str, Arrays | None], prompts: Sequence[str]) -> dict[str, list[str]]:
-        """Each adapter's answers to ``prompts`` (None = the current global adapter), all in one batched
-        ``generate`` with one LoRA adapter per row; the candidate slots are removed afterwards."""
+        """Each adapter's answers to ``prompts`` (None = the current global adapter), all adapters in the
+        same batched ``generate`` calls (:meth:`Generator.generate_per_adapter`); the candidate slots are
+        removed afterwards."""
         slots = []
         try:
             for i, arrays in enumerate(adapters.values()):
@@ -245,15 +246,13 @@ class UpdateGate:
                 load_lora_arrays(self.model, arrays, slot)
                 slots.append(slot)
             self.model.eval()
-            rows = [(slot, p) for slot in slots for p in prompts]
-            gens = self.generator.generate([p for _, p in rows], adapter_names=[s for s, _ in rows])
+            per_adapter = self.generator.generate_per_adapter(prompts, slots)
         finally:
             for slot in slots:
                 if slot != GLOBAL and slot in self.model.peft_config:
                     self.model.delete_adapter(slot)
             self.model.set_adapter(GLOBAL)
-        n = len(prompts)
-        return {name: [g.text for g in gens[j * n:(j + 1) * n]] for j, name in enumerate(adapters)}
+        return {name: [g.text for g in gens] for name, gens in zip(adapters, per_adapter, strict=True)}
 
     def measure(self, adapters: Mapping[str, Arrays | None], harmful: Sequence[str], benign: Sequence[str]
                 ) -> dict[str, Measurement]:
