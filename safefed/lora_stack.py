@@ -32,9 +32,9 @@ class LoRAStack:
     @classmethod
     def build(cls, model, adapters: Sequence[str]) -> LoRAStack | None:
         """The stack of ``adapters`` (names of adapters loaded in ``model``), or None where it does not
-        apply: not a PEFT model, or a LoRA layer that is not plain LoRA on a linear layer (DoRA, other
-        variants, embeddings, a missing adapter)."""
-        if not adapters or not hasattr(model, "disable_adapter"):
+        apply: not a PEFT model, a model in training mode (LoRA dropout is not stacked), or a LoRA layer
+        that is not plain LoRA on a linear layer (DoRA, other variants, embeddings, a missing adapter)."""
+        if not adapters or not hasattr(model, "disable_adapter") or model.training:
             return None
         from peft.tuners.lora.layer import Linear as LoraLinear
         from peft.tuners.lora.layer import LoraLayer

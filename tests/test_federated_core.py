@@ -137,7 +137,9 @@ def _perturbed(arrays, seed, scale=0.5):
     return {k: (v + scale * rng.standard_normal(v.shape)).astype(np.float32) for k, v in arrays.items()}
 
 
-def test_mixed_adapter_batch_equals_one_adapter_at_a_time(tiny_peft, data_dir):
+def test_stacked_adapter_batch_equals_one_adapter_at_a_time(tiny_peft, data_dir):
+    """The gate answers for the global model and every candidate in the same generate calls (the LoRA
+    deltas stacked): the same text as each adapter alone."""
     model, tok = tiny_peft
     cfg = GateConfig(harmful_sample=4, benign_sample=2, max_new_tokens=6, judge="refusal")
     gate = UpdateGate(model, tok, cfg, data_dir=data_dir)
@@ -145,28 +147,17 @@ def test_mixed_adapter_batch_equals_one_adapter_at_a_time(tiny_peft, data_dir):
     cands = {"x": _perturbed(g, 1), "y": _perturbed(g, 2)}
     harmful, benign = gate.prompts_for(1)
     prompts = harmful + benign
-    gate.generator.batch_size = 64
-    rows = []
-    gate.generator.generate = _spy(gate.generator.generate, rows)
-    gate.measure({GLOBAL: None, **cands}, harmful, benign)
-    batched_texts = rows[0]
-    assert len(batched_texts) == 3 * len(prompts)
-    for j, arrays in enumerate([g, cands["x"], cands["y"]]):
+    calls = []
+    per_adapter = gate.generator.generate_per_adapter
+    gate.generator.generate_per_adapter = lambda p, a: calls.append(a) or per_adapter(p, a)
+    answers = gate.answers({GLOBAL: None, **cands}, prompts)
+    assert len(calls) == 1 and len(calls[0]) == 3  # one call for all three adapters
+    for name, arrays in [(GLOBAL, g), ("x", cands["x"]), ("y", cands["y"])]:
         load_lora_arrays(model, arrays, GLOBAL)
         model.set_adapter(GLOBAL)
-        alone = [x.text for x in gate.generator.generate.__wrapped__(prompts)]
-        assert alone == batched_texts[j * len(prompts):(j + 1) * len(prompts)]
+        assert [x.text for x in gate.generator.generate(prompts)] == answers[name]
+    assert len({tuple(a) for a in answers.values()}) == 3  # the candidates really answer differently
     assert set(model.peft_config) == {GLOBAL}  # candidate slots removed
-
-
-def _spy(fn, sink):
-    def wrapper(prompts, **kw):
-        out = fn(prompts, **kw)
-        sink.append([g.text for g in out])
-        return out
-
-    wrapper.__wrapped__ = fn
-    return wrapper
 
 
 def test_review_rejects_invalid_and_logs_every_decision(tiny_peft, data_dir, tmp_path):

@@ -89,7 +89,8 @@ def test_stacked_adapters_equal_one_at_a_time(tiny_llama_path):
         assert [[g.text for g in row] for row in got] == expected, (batch_size, cache)
         assert (gen.stats.cached_prompt_tokens > 0) == cache
     assert not any(m._forward_hooks for m in model.modules())  # the stack's hooks are gone afterwards
-    assert model.active_adapters == ["third"] and not model.base_model.model.model.layers[0].self_attn.q_proj.disable_adapters
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert model.active_adapters == ["third"] and not q_proj.disable_adapters  # adapters back on
 
     dora, tok = lora_model(tiny_llama_path, names[:2], use_dora=True)
     assert LoRAStack.build(dora, names[:2]) is None
