@@ -1,7 +1,8 @@
 """Batched chat generation: chat template, left padding, length-sorted batches, greedy by default.
 
 Batched and one-by-one greedy generation give the same text (tested). Rows may carry different LoRA
-adapters (``adapter_names``), so the gate can judge several clients' updates in one ``generate``.
+adapters (``adapter_names``); when every adapter answers the same prompts (the gate judging several
+clients' updates), ``generate_per_adapter`` stacks the adapters' LoRA deltas instead (``lora_stack``).
 The token prefix every prompt of a call shares (the chat template's system prompt and role header) is
 run once per adapter and its key/value cache reused by every row (``prefix_cache``; same text, tested).
 """
