@@ -82,6 +82,7 @@ def main() -> None:
         config.stages = args.stages
     if args.max_new_tokens:
         config.max_new_tokens = args.max_new_tokens
+    (out / "audit.jsonl").unlink(missing_ok=True)  # one run's decisions: an earlier run's would be counted
     audit = AuditLog(out / "audit.jsonl")
     gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit)
     aggregator = SafeAggregator(gate)
