@@ -11,8 +11,8 @@ Starting from the aligned adapter (``safefed align``, cached), each round every 
 current global adapter on its own data (fully poisoned clients: harmful prompts answered compliantly;
 benign clients: everyday instructions), the gate reviews all updates, and the admitted ones are averaged.
 Prints, measured in one run: the share of poisoned and benign updates rejected (Wilson 95% intervals),
-the gate's seconds per round against the round's training seconds, and the speed of judging K adapters
-in one mixed-adapter batch against one adapter at a time.
+the gate's seconds per round against the round's training seconds, and the speed of judging K updates
+in stacked batches (``Generator.generate_per_adapter``) against one update at a time.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main() -> None:
     poisoned = [d for d in decisions if int(d["client"].removeprefix("client")) in poisoned_ids]
     benign = [d for d in decisions if int(d["client"].removeprefix("client")) not in poisoned_ids]
 
-    # K adapters in one mixed-adapter batch vs one adapter at a time, same prompts
+    # K updates' answers in stacked batches vs one update at a time, same prompts
     harmful, benign_prompts = gate.prompts_for(10_000)
     cands = {f"c{i}": u.arrays for i, u in enumerate(updates)}
     t = time.perf_counter()

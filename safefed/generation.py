@@ -166,24 +166,33 @@ class Generator:
         k, n = len(adapters), len(prompts)
         stack = LoRAStack.build(self.model, adapters)
         if stack is None:
-            active = self.model.active_adapters[0]
-            try:
-                out = []
-                for name in adapters:
-                    self.model.set_adapter(name)
-                    out.append(self.generate(prompts, progress=progress))
-                return out
-            finally:
-                self.model.set_adapter(active)
+            return self._one_adapter_at_a_time(prompts, adapters, progress)
         encoded = [self.encode(p) for p in prompts]
         order = sorted(range(n), key=lambda i: -len(encoded[i][0]))
-        per_batch = max(1, self.batch_size // k)
-        batches = [[g * n + i for g in range(k) for i in order[b:b + per_batch]]
-                   for b in range(0, n, per_batch)]
+        # k * size rows per batch (at least k): as many prompts as batch_size allows, spread evenly
+        n_batches = -(-n // max(1, self.batch_size // k))
+        size = max(1, -(-n // max(1, n_batches)))
+        batches = [[g * n + i for g in range(k) for i in order[b:b + size]] for b in range(0, n, size)]
         with stack:
             gens = self._run(encoded * k, batches, lambda prefix: self._stacked_prefix_states(prefix, k),
                              lambda idx: {}, progress)
         return [gens[j * n:(j + 1) * n] for j in range(k)]
+
+    def _one_adapter_at_a_time(self, prompts: Sequence[str], adapters: Sequence[str],
+                               progress: Callable[[int], None] | None) -> list[list[Generation]]:
+        from peft import PeftModel
+
+        if not isinstance(self.model, PeftModel):
+            raise TypeError("generate_per_adapter needs a PeftModel that holds the named adapters")
+        active = list(self.model.active_adapters)
+        try:
+            out = []
+            for name in adapters:
+                self.model.set_adapter(name)
+                out.append(self.generate(prompts, progress=progress))
+            return out
+        finally:
+            self.model.base_model.set_adapter(active if len(active) > 1 else active[0])
 
     def _generate_encoded(self, encoded: list[tuple[list[int], bool]], adapter_names: Sequence[str] | None,
                           progress: Callable[[int], None] | None) -> list[Generation]:
@@ -200,7 +209,8 @@ class Generator:
         """The prefix's (key, value) per layer for ``rows`` identical rows; None if the model's cache is
         not a plain ``DynamicCache`` (sliding-window or hybrid caches are left to ``generate``)."""
         ids = torch.tensor([prefix] * rows, device=next(self.model.parameters()).device)
-        cache = self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+        out = self.model(input_ids=ids, use_cache=True, **kwargs)
+        cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
         return [(layer.keys, layer.values) for layer in cache.layers] if type(cache) is DynamicCache else None
 
     def _prefix_states(self, prefix: list[int], names: Sequence[str | None]) -> Callable | None:

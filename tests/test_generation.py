@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from safefed.generation import MIN_SHARED_PREFIX, Generator
 
 PROMPTS = [
@@ -26,7 +28,7 @@ def test_batched_equals_one_by_one_real_model(smollm2):
     assert single.stats.cached_prompt_tokens == 0
 
 
-def lora_model(tiny_llama_path, names=("first", "second"), use_dora=False):
+def lora_model(tiny_llama_path, names=("first", "second"), **lora):
     """The tiny model with LoRA adapters ``names`` whose B is non-zero, so each changes the keys, values
     and answers."""
     import torch
@@ -36,7 +38,7 @@ def lora_model(tiny_llama_path, names=("first", "second"), use_dora=False):
     tok = AutoTokenizer.from_pretrained(tiny_llama_path)
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "down_proj"],
-                     task_type="CAUSAL_LM", use_dora=use_dora)
+                     task_type="CAUSAL_LM", **lora)
     model = get_peft_model(base, cfg, adapter_name=names[0])
     for name in names[1:]:
         model.add_adapter(name, cfg)
@@ -74,8 +76,8 @@ def test_shared_prefix_cache_with_mixed_adapters(tiny_llama_path):
 
 def test_stacked_adapters_equal_one_at_a_time(tiny_llama_path):
     """generate_per_adapter (every adapter on the same prompts, LoRA deltas stacked) gives each adapter's
-    own greedy text, with and without the prefix cache, for batch sizes that are and are not a multiple
-    of the adapter count; a LoRA variant it cannot stack (DoRA) falls back to mixed batches."""
+    own greedy text, with and without the prefix cache, for batch sizes below, at, and not a multiple of
+    the adapter count, and for a single adapter; the model's adapters are as before afterwards."""
     from safefed.lora_stack import LoRAStack
 
     names = ["first", "second", "third"]
@@ -83,20 +85,38 @@ def test_stacked_adapters_equal_one_at_a_time(tiny_llama_path):
     assert LoRAStack.build(model, names) is not None
     expected = [one_at_a_time(model, tok, PROMPTS, [n] * len(PROMPTS)) for n in names]
     assert len({tuple(e) for e in expected}) == 3  # the adapters really answer differently
-    for batch_size, cache in ((3, True), (7, True), (64, True), (4, False)):
+    for batch_size, cache in ((2, True), (3, True), (7, True), (64, True), (4, False)):
         gen = Generator(model, tok, max_new_tokens=10, batch_size=batch_size, prefix_cache=cache)
         got = gen.generate_per_adapter(PROMPTS, names)
         assert [[g.text for g in row] for row in got] == expected, (batch_size, cache)
         assert (gen.stats.cached_prompt_tokens > 0) == cache
-    assert not any(m._forward_hooks for m in model.modules())  # the stack's hooks are gone afterwards
+    alone = Generator(model, tok, max_new_tokens=10, batch_size=4).generate_per_adapter(PROMPTS, ["second"])
+    assert [g.text for g in alone[0]] == expected[1]
+    assert Generator(model, tok).generate_per_adapter([], names) == [[], [], []]
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert not any(m._forward_hooks for m in model.modules())  # the stack's hooks are gone afterwards
     assert model.active_adapters == ["third"] and not q_proj.disable_adapters  # adapters back on
 
-    dora, tok = lora_model(tiny_llama_path, names[:2], use_dora=True)
-    assert LoRAStack.build(dora, names[:2]) is None
-    expected = [one_at_a_time(dora, tok, PROMPTS, [n] * len(PROMPTS)) for n in names[:2]]
-    got = Generator(dora, tok, max_new_tokens=10, batch_size=4).generate_per_adapter(PROMPTS, names[:2])
-    assert [[g.text for g in row] for row in got] == expected
+
+def test_stack_cleans_up_and_refuses_what_it_cannot_stack(tiny_llama_path):
+    """An error inside the stack leaves no hook and the adapters on; LoRA variants the stack does not
+    compute (DoRA, LoRA bias) are refused and run one adapter at a time instead, with the same text."""
+    from safefed.lora_stack import LoRAStack
+
+    model, tok = lora_model(tiny_llama_path)
+    with pytest.raises(RuntimeError), LoRAStack.build(model, ["first", "second"]):
+        raise RuntimeError("inside")
+    assert not any(m._forward_hooks for m in model.modules())
+    assert not model.base_model.model.model.layers[0].self_attn.q_proj.disable_adapters
+
+    for variant in ({"use_dora": True}, {"lora_bias": True}):
+        other, tok = lora_model(tiny_llama_path, **variant)
+        assert LoRAStack.build(other, ["first", "second"]) is None, variant
+        expected = [one_at_a_time(other, tok, PROMPTS, [n] * len(PROMPTS)) for n in ("first", "second")]
+        other.set_adapter("second")
+        got = Generator(other, tok, max_new_tokens=10, batch_size=4).generate_per_adapter(PROMPTS, ["first", "second"])
+        assert [[g.text for g in row] for row in got] == expected
+        assert other.active_adapters == ["second"]  # restored
 
 
 def test_batched_equals_one_by_one_tiny_model(tiny_llama_path):

@@ -65,7 +65,7 @@ class GateConfig(BaseModel):
     benign_source: Literal["lookalikes", "self-instruct-seed"] = "lookalikes"
     max_new_tokens: int = Field(24, ge=1, le=512)
     stages: int = Field(1, ge=1, le=8)  # the round's sample in equal parts; decide a candidate as soon as settled
-    batch_size: int = Field(128, ge=1)  # rows per generate call: whole prompts x every adapter
+    batch_size: int = Field(128, ge=1)  # rows per generate call at most; whole prompts x every adapter, >= 1 prompt
     seed: int = 0
     max_update_norm: float | None = Field(50.0, gt=0)
     max_examples: int | None = Field(100_000, ge=1)
