@@ -16,12 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-from safefed.align import cached_aligned_adapter
+from common import aligned_global_model, client_updates
+
 from safefed.evaluation.runner import judge_generations
 from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
-from safefed.federated.partitions import client_datasets
-from safefed.federated.updates import load_lora_arrays, local_update, lora_arrays, with_global_adapter
-from safefed.models import load_causal_lm
 
 CUTS = (6, 8, 12, 16, 24, 32, 48)
 
@@ -37,14 +35,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    base, tok, _ = load_causal_lm("smollm2-135m-instruct")
-    model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
-    start = lora_arrays(model, GLOBAL)
-    poisoned = tuple(range(args.clients // 2))
-    clients = client_datasets(args.clients, 32, poisoned=poisoned, data_dir=args.data_dir)
-    updates = [local_update(model, tok, start, records, f"client{c}", steps=6, lr=5e-4, seed=c, max_length=64)
-               for c, records in enumerate(clients)]
-    load_lora_arrays(model, start, GLOBAL)
+    model, tok = aligned_global_model(args.data_dir)
+    poisoned = range(args.clients // 2)
+    updates = client_updates(model, tok, args.clients, len(poisoned), data_dir=args.data_dir)
     gate = UpdateGate(model, tok, load_gate_config("default"), data_dir=args.data_dir)
     gate.generator.max_new_tokens = max(CUTS)
     harmful, benign = gate.gate_pool[: args.prompts], gate.benign[: args.benign]

@@ -16,11 +16,10 @@ import json
 import time
 from pathlib import Path
 
-from safefed.align import cached_aligned_adapter
+from common import aligned_global_model, client_updates
+
 from safefed.federated.gate import GLOBAL, UpdateGate, load_gate_config
-from safefed.federated.partitions import client_datasets
-from safefed.federated.updates import load_lora_arrays, local_update, lora_arrays, with_global_adapter
-from safefed.models import load_causal_lm
+from safefed.federated.updates import load_lora_arrays
 
 
 def main() -> None:
@@ -34,20 +33,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    base, tok, _ = load_causal_lm("smollm2-135m-instruct")
-    model = with_global_adapter(base, cached_aligned_adapter(data_dir=args.data_dir), name=GLOBAL)
+    model, tok = aligned_global_model(args.data_dir)
     gate = UpdateGate(model, tok, load_gate_config("default"), data_dir=args.data_dir)
-    g = lora_arrays(model, GLOBAL)
-    poisoned = tuple(range(max(1, args.clients // 4)))
-    clients = client_datasets(args.clients, 32, poisoned=poisoned, data_dir=args.data_dir)
+    updates = client_updates(model, tok, args.clients, max(1, args.clients // 4), steps=args.local_steps,
+                             data_dir=args.data_dir)
     slots = [GLOBAL]
-    for c, records in enumerate(clients):
-        update = local_update(model, tok, g, records, f"client{c}", steps=args.local_steps, lr=5e-4, seed=c,
-                              max_length=64)
-        model.add_adapter(f"c{c}", gate.lora_config)
-        load_lora_arrays(model, update.arrays, f"c{c}")
-        slots.append(f"c{c}")
-    load_lora_arrays(model, g, GLOBAL)
+    for u in updates:
+        slot = f"c{len(slots) - 1}"
+        model.add_adapter(slot, gate.lora_config)
+        load_lora_arrays(model, u.arrays, slot)
+        slots.append(slot)
     model.eval()
     harmful, benign = gate.prompts_for(1)
     prompts = harmful + benign

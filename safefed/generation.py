@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from .lora_stack import LoRAStack
+
 MIN_SHARED_PREFIX = 8  # tokens; a shorter shared prefix is not worth a separate forward pass
 
 
@@ -161,8 +163,6 @@ class Generator:
         instead of PEFT's per-adapter sub-batches; the same text (tested). Where the stack does not apply
         (LoRA variants such as DoRA, which PEFT's mixed batches refuse too) it runs one adapter at a time.
         """
-        from .lora_stack import LoRAStack
-
         k, n = len(adapters), len(prompts)
         stack = LoRAStack.build(self.model, adapters)
         if stack is None:
@@ -173,9 +173,9 @@ class Generator:
         n_batches = -(-n // max(1, self.batch_size // k))
         size = max(1, -(-n // max(1, n_batches)))
         batches = [[g * n + i for g in range(k) for i in order[b:b + size]] for b in range(0, n, size)]
-        with stack:
-            gens = self._run(encoded * k, batches, lambda prefix: self._stacked_prefix_states(prefix, k),
-                             lambda idx: {}, progress)
+        with stack:  # row g * n + i is adapter g on prompt i
+            gens = self._run(encoded * k, batches, lambda prefix: self._stacked_prefix_groups(prefix, k),
+                             lambda i: i // n, lambda idx: {}, progress)
         return [gens[j * n:(j + 1) * n] for j in range(k)]
 
     def _one_adapter_at_a_time(self, prompts: Sequence[str], adapters: Sequence[str],
@@ -203,7 +203,8 @@ class Generator:
         def batch_kwargs(idx: list[int]) -> dict:
             return {"adapter_names": [names[i] for i in idx]} if adapter_names is not None else {}
 
-        return self._run(encoded, batches, lambda prefix: self._prefix_states(prefix, names), batch_kwargs, progress)
+        return self._run(encoded, batches, lambda prefix: self._adapter_prefix_groups(prefix, names),
+                         names.__getitem__, batch_kwargs, progress)
 
     def _prefix_kv(self, prefix: list[int], rows: int = 1, **kwargs) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """The prefix's (key, value) per layer for ``rows`` identical rows; None if the model's cache is
@@ -213,30 +214,26 @@ class Generator:
         cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
         return [(layer.keys, layer.values) for layer in cache.layers] if type(cache) is DynamicCache else None
 
-    def _prefix_states(self, prefix: list[int], names: Sequence[str | None]) -> Callable | None:
-        """The shared prefix run once per adapter: a function from a batch's row ids to the (key, value)
-        per layer its rows start from (``names[i]``: row i's adapter)."""
-        states = {}
+    def _adapter_prefix_groups(self, prefix: list[int], names: Sequence[str | None]) -> dict | None:
+        """The shared prefix's (key, value) per layer, run once per adapter named in ``names``."""
+        groups = {}
         for name in dict.fromkeys(names):
-            states[name] = self._prefix_kv(prefix, **({} if name is None else {"adapter_names": [name]}))
-            if states[name] is None:
+            groups[name] = self._prefix_kv(prefix, **({} if name is None else {"adapter_names": [name]}))
+            if groups[name] is None:
                 return None
-        return lambda idx: [(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv]))
-                            for kv in zip(*(states[names[i]] for i in idx), strict=True)]
+        return groups
 
-    def _stacked_prefix_states(self, prefix: list[int], k: int) -> Callable | None:
-        """The shared prefix run once as ``k`` stacked adapter groups; a batch of ``k`` equal groups
-        repeats each group's row."""
+    def _stacked_prefix_groups(self, prefix: list[int], k: int) -> dict | None:
+        """The shared prefix's (key, value) per layer for each of ``k`` stacked adapter groups, all run
+        in one pass of ``k`` rows."""
         kv = self._prefix_kv(prefix, k)
-        if kv is None:
-            return None
-        return lambda idx: [(key.repeat_interleave(len(idx) // k, 0), val.repeat_interleave(len(idx) // k, 0))
-                            for key, val in kv]
+        return None if kv is None else {g: [(key[g:g + 1], val[g:g + 1]) for key, val in kv] for g in range(k)}
 
     def _run(self, encoded: list[tuple[list[int], bool]], batches: list[list[int]],
-             prefix_states: Callable, batch_kwargs: Callable[[list[int]], dict],
-             progress: Callable[[int], None] | None) -> list[Generation]:
-        """Generate each batch of row ids (rows in the given order); results in row order."""
+             prefix_groups: Callable[[list[int]], dict | None], group_of: Callable[[int], object],
+             batch_kwargs: Callable[[list[int]], dict], progress: Callable[[int], None] | None) -> list[Generation]:
+        """Generate each batch of row ids (rows in the given order); results in row order. The shared
+        prefix is run once per group (``prefix_groups``) and row i starts from its group's cache."""
         stop = self._stop_ids()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stop[0]
         results: list[Generation | None] = [None] * len(encoded)
@@ -244,8 +241,8 @@ class Generator:
         start = time.perf_counter()
         n_shared = self._shared_prefix(encoded)
         prefix = encoded[0][0][:n_shared] if n_shared else []
-        states = prefix_states(prefix) if prefix else None
-        if states is None:
+        groups = prefix_groups(prefix) if prefix else None
+        if groups is None:
             prefix = []
         n_prefix = len(prefix)
         cache_kwarg = self._cache_kwarg()
@@ -253,8 +250,11 @@ class Generator:
             # positions follow the mask, so the shared prefix's cache fits every row
             input_ids, mask = left_padded([encoded[i][0][n_prefix:] for i in idx], pad, prefix)
             kwargs = batch_kwargs(idx)
-            if states is not None:
-                kwargs[cache_kwarg] = DynamicCache(states(idx), config=self.model.config)
+            if groups is not None:
+                per_layer = zip(*(groups[group_of(i)] for i in idx), strict=True)
+                kwargs[cache_kwarg] = DynamicCache(
+                    [(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv])) for kv in per_layer],
+                    config=self.model.config)
                 self.stats.cached_prompt_tokens += n_prefix * len(idx)
             if self.do_sample:
                 kwargs.update(do_sample=True, temperature=self.temperature)
