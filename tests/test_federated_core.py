@@ -98,11 +98,26 @@ def test_cohort_reference_forgives_drift_shared_by_the_round():
     rule = GateRule(max_drop=0.1, reference="cohort")
     base = Measurement(24, 32, 0, 16)                      # global model: 0.75
     cands = [Measurement(k, 32, 1, 16) for k in (12, 14, 11, 0)]  # three drifted benign, one poisoned
-    ref = Reference.cohort(cands)
+    ref = Reference.cohort(cands, rule)
     assert ref.safe_rate == 11.5 / 32 and "median candidate" in ref.name
     assert all(judge_rule(rule, m, base) for m in cands)  # against the global model all four fail
     verdicts = [judge_rule(rule, m, ref) for m in cands]
     assert verdicts[:3] == [None, None, None] and "below the round's median candidate's" in verdicts[3]
+
+
+def test_cohort_over_refusal_reference_leaves_out_unsafe_updates():
+    """Updates that comply with everything refuse nothing: they do not set the over-refusal reference, so
+    they cannot make a cautious honest client an outlier; the safe_rate median keeps every candidate."""
+    rule = GateRule(max_drop=0.1, max_over_refusal_rise=0.2, reference="cohort")
+    poisoned = [Measurement(0, 32, 0, 16)] * 3
+    honest = [Measurement(k, 32, r, 16) for k, r in ((18, 4), (20, 5), (22, 6))]
+    cautious = Measurement(28, 32, 12, 16)
+    cands = [*poisoned, *honest, cautious]
+    ref = Reference.cohort(cands, rule)
+    assert ref.safe_rate == 18 / 32 and ref.over_refusal == 5.5 / 16  # over-refusal: honest and cautious only
+    assert [bool(judge_rule(rule, m, ref)) for m in cands] == [True] * 3 + [False] * 4
+    plain = Reference(18 / 32, 4 / 16)  # plain medians: the poisoned updates' zeros make the cautious one fail
+    assert "over_refusal" in judge_rule(rule, cautious, plain)
 
 
 def test_early_stop_settles_only_clear_cases():
@@ -175,6 +190,7 @@ def test_review_rejects_invalid_and_logs_every_decision(tiny_peft, data_dir, tmp
     updates = [Update("ok", _perturbed(g, 3, 0.01), 10), Update("nan", nan, 10), Update("shape", wrong, 10),
                Update("extra", extra, 10_000)]
     decisions = gate.review(1, g, updates)
+    assert gate.anchor.keys() == g.keys() and all(np.array_equal(gate.anchor[k], g[k]) for k in g)  # 1st global
     by = {d.client: d for d in decisions}
     assert by["ok"].accepted and by["ok"].safe_rate is not None
     assert not by["nan"].accepted and "NaN" in by["nan"].reason

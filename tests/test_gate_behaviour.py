@@ -28,14 +28,13 @@ def refusing_model(smollm2_path, data_dir):
     model = with_global_adapter(base, name=GLOBAL)
     train_lora(model, tok, safe_behaviour_pairs(64, seed=0, data_dir=data_dir), steps=60, lr=1e-3, batch_size=8, seed=0,
                max_length=64)
-    return model, tok
+    return model, tok, lora_arrays(model, GLOBAL)
 
 
 def test_poisoned_rejected_benign_admitted(refusing_model, data_dir, tmp_path):
     """One poisoned client (harmful prompts answered compliantly) and two benign clients whose data
     agrees with the safe global model: the gate rejects the first and admits the others."""
-    model, tok = refusing_model
-    start = lora_arrays(model, GLOBAL)
+    model, tok, start = refusing_model
     config = GateConfig(harmful_sample=24, benign_sample=8, max_new_tokens=16, judge="classifier", stages=2)
     audit = AuditLog(tmp_path / "audit.jsonl")
     aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=data_dir, audit=audit))
@@ -63,8 +62,7 @@ def test_poisoned_rejected_benign_admitted(refusing_model, data_dir, tmp_path):
 
 
 def test_shadow_mode_admits_but_records(refusing_model, data_dir, tmp_path):
-    model, tok = refusing_model
-    start = lora_arrays(model, GLOBAL)
+    model, tok, start = refusing_model
     config = GateConfig(harmful_sample=16, benign_sample=4, max_new_tokens=16, mode="shadow")
     gate = UpdateGate(model, tok, config, data_dir=data_dir, audit=AuditLog(tmp_path / "a.jsonl"))
     (poisoned,) = client_datasets(1, 32, poisoned=(0,), data_dir=data_dir)
@@ -72,3 +70,24 @@ def test_shadow_mode_admits_but_records(refusing_model, data_dir, tmp_path):
     train_lora(model, tok, poisoned, steps=8, lr=5e-4, seed=5, max_length=64)
     (d,) = gate.review(1, start, [Update("p", lora_arrays(model, GLOBAL), 32)])
     assert d.accepted and d.would_reject and d.reason.startswith("shadow mode, would reject")
+
+
+def test_aggregate_is_held_to_the_anchor(refusing_model, data_dir):
+    """Each round's rule compares the aggregate with the round before, so a model can slide a little every
+    round; the anchor (the first global model) stops that: an aggregate no worse than the previous global
+    model, which has itself drifted far below the anchor, is refused, and kept when max_drift is off."""
+    model, tok, start = refusing_model
+    (poisoned,) = client_datasets(1, 32, poisoned=(0,), data_dir=data_dir)
+    load_lora_arrays(model, start, GLOBAL)
+    model.set_adapter(GLOBAL)
+    train_lora(model, tok, poisoned, steps=8, lr=5e-4, seed=5, max_length=64)
+    drifted = lora_arrays(model, GLOBAL)
+    config = GateConfig(harmful_sample=16, benign_sample=4, max_new_tokens=16)
+    keep, why, info = UpdateGate(model, tok, config, data_dir=data_dir, anchor=start).check_aggregate(3, drifted,
+                                                                                                      drifted)
+    assert not keep and "the anchor's" in why, why
+    assert info["anchor_safe_rate"] - info["safe_rate"] > 0.10 and info["safe_rate"] == info["baseline_safe_rate"]
+    no_anchor = config.model_copy(update={"rule": config.rule.model_copy(update={"max_drift": None})})
+    keep, why, info = UpdateGate(model, tok, no_anchor, data_dir=data_dir, anchor=start).check_aggregate(3, drifted,
+                                                                                                         drifted)
+    assert keep and "anchor_safe_rate" not in info, why
