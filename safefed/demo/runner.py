@@ -286,7 +286,7 @@ class DemoRunner:
             gpus = 0.0
         if state["rounds_done"] < fed.rounds:
             hooks = ServerHooks(initial_arrays=arrays, first_round=state["rounds_done"] + 1, audit=audit,
-                                evaluate=on_round)
+                                evaluate=on_round, anchor=self.start_arrays)
             run_simulation(fed, num_cpus_per_client=self.cfg.simulation.num_cpus_per_client,
                            num_gpus_per_client=gpus, hooks=hooks)
             if state["rounds_done"] < fed.rounds:
