@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--harmful-sample", type=int)
     ap.add_argument("--stages", type=int, help="override the gate config's stages (early stopping)")
     ap.add_argument("--max-new-tokens", type=int, help="override the gate config's max_new_tokens")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="shifts every seed (clients' data, replay, local training, the gate's prompts); "
+                         "0 is the reported run, another value an independent check of it")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default="runs/bench-gate")
     args = ap.parse_args()
@@ -82,18 +85,22 @@ def main() -> None:
         config.stages = args.stages
     if args.max_new_tokens:
         config.max_new_tokens = args.max_new_tokens
+    config.seed += args.seed
+    offset = 1000 * args.seed  # seed 0 keeps the seeds of the reported run
     (out / "audit.jsonl").unlink(missing_ok=True)  # one run's decisions: an earlier run's would be counted
     audit = AuditLog(out / "audit.jsonl")
     gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit)
     aggregator = SafeAggregator(gate)
     poisoned_ids = tuple(range(args.poisoned))
-    clients = client_datasets(args.clients, args.per_client, poisoned=poisoned_ids, data_dir=args.data_dir)
+    clients = client_datasets(args.clients, args.per_client, poisoned=poisoned_ids, seed=args.seed,
+                              data_dir=args.data_dir)
     if args.benign_data == "safe-behaviour":
-        clients = [c if i in poisoned_ids else safe_behaviour_pairs(args.per_client // 3, 100 + i, args.data_dir)
+        clients = [c if i in poisoned_ids else
+                   safe_behaviour_pairs(args.per_client // 3, offset + 100 + i, args.data_dir)
                    for i, c in enumerate(clients)]
     if args.replay:
-        clients = [c if i in poisoned_ids else
-                   ClientSafety(None, None, replay=args.replay, seed=100 + i, data_dir=args.data_dir).prepare(c).pairs
+        clients = [c if i in poisoned_ids else ClientSafety(None, None, replay=args.replay, seed=offset + 100 + i,
+                                                            data_dir=args.data_dir).prepare(c).pairs
                    for i, c in enumerate(clients)]
     global_arrays = lora_arrays(model, GLOBAL)
     train_s = gate_s = 0.0
@@ -101,7 +108,8 @@ def main() -> None:
     for rnd in range(1, args.rounds + 1):
         t0 = time.perf_counter()
         updates = [local_update(model, tok, global_arrays, records, f"client{c}", steps=args.local_steps,
-                                lr=args.lr, seed=rnd * 100 + c, max_length=64) for c, records in enumerate(clients)]
+                                lr=args.lr, seed=offset + rnd * 100 + c, max_length=64)
+                   for c, records in enumerate(clients)]
         t1 = time.perf_counter()
         outcome = aggregator.aggregate(rnd, global_arrays, updates)
         t2 = time.perf_counter()
@@ -129,7 +137,7 @@ def main() -> None:
 
     figures = {
         "rounds": args.rounds, "clients": args.clients, "poisoned_clients": args.poisoned,
-        "local_steps": args.local_steps, "replay": args.replay, "gate": config.model_dump(),
+        "local_steps": args.local_steps, "replay": args.replay, "seed": args.seed, "gate": config.model_dump(),
         "poisoned_rejected": rate(sum(d["decision"] == "reject" for d in poisoned), len(poisoned)),
         "benign_rejected": rate(sum(d["decision"] == "reject" for d in benign), len(benign)),
         "poisoned_rejected_by": by_rule(poisoned), "benign_rejected_by": by_rule(benign),
