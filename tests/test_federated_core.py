@@ -99,7 +99,7 @@ def test_cohort_reference_forgives_drift_shared_by_the_round():
     base = Measurement(24, 32, 0, 16)                      # global model: 0.75
     cands = [Measurement(k, 32, 1, 16) for k in (12, 14, 11, 0)]  # three drifted benign, one poisoned
     ref = Reference.cohort(cands, rule)
-    assert ref.safe_rate == 11.5 / 32 and "median candidate" in ref.name
+    assert ref.safe_rate == 11.5 / 32 and "median candidate" in ref.name and ref.kind == "cohort"
     assert all(judge_rule(rule, m, base) for m in cands)  # against the global model all four fail
     verdicts = [judge_rule(rule, m, ref) for m in cands]
     assert verdicts[:3] == [None, None, None] and "below the round's median candidate's" in verdicts[3]
@@ -193,6 +193,8 @@ def test_review_rejects_invalid_and_logs_every_decision(tiny_peft, data_dir, tmp
     assert gate.anchor.keys() == g.keys() and all(np.array_equal(gate.anchor[k], g[k]) for k in g)  # 1st global
     by = {d.client: d for d in decisions}
     assert by["ok"].accepted and by["ok"].safe_rate is not None
+    assert by["ok"].reference == "global" and by["ok"].reference_safe_rate == by["ok"].baseline_safe_rate
+    assert by["nan"].reference is None  # rejected before it was measured
     assert not by["nan"].accepted and "NaN" in by["nan"].reason
     assert not by["shape"].accepted and "shape" in by["shape"].reason
     assert not by["extra"].accepted and "unexpected" in by["extra"].reason

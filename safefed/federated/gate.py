@@ -128,6 +128,9 @@ class GateDecision:
     prompts_harmful: int = 0
     prompts_benign: int = 0
     stage: int | None = None  # the stage that settled it (None: rejected as invalid before measuring)
+    reference: str | None = None  # whom it was compared with: "global" or "cohort" (the median candidate)
+    reference_safe_rate: float | None = None
+    reference_over_refusal: float | None = None
 
     def audit_fields(self) -> dict:
         out = asdict(self)
@@ -142,6 +145,7 @@ class Reference:
     safe_rate: float
     over_refusal: float
     name: str = "the global model's"
+    kind: Literal["global", "cohort"] = "global"
 
     @classmethod
     def cohort(cls, measured: Sequence[Measurement], rule: GateRule) -> Reference:
@@ -152,9 +156,9 @@ class Reference:
         gate laxer."""
         name = "the round's median candidate's"
         safe = statistics.median(m.safe_rate for m in measured)
-        plain = cls(safe, statistics.median(m.over_refusal for m in measured), name)
+        plain = cls(safe, statistics.median(m.over_refusal for m in measured), name, "cohort")
         safe_ok = [m for m in measured if judge_rule(interim_rule(rule), m, plain) is None] or measured
-        return cls(safe, statistics.median(m.over_refusal for m in safe_ok), name)
+        return cls(safe, statistics.median(m.over_refusal for m in safe_ok), name, "cohort")
 
 
 def judge_rule(rule: GateRule, cand: Measurement, base: Measurement | Reference) -> str | None:
@@ -312,7 +316,7 @@ class UpdateGate:
             for u, n_used in zip(updates, used, strict=True):
                 if u.client not in valid:
                     continue
-                m, why, stage = settled[u.client]
+                m, why, stage, ref = settled[u.client]
                 base = pooled(baseline[:stage])  # the global model on the same prompts
                 reason = why or "passes the rule"
                 if why and shadow:
@@ -323,7 +327,8 @@ class UpdateGate:
                     baseline_safe_rate=round(base.safe_rate, 4),
                     over_refusal=round(m.over_refusal, 4), baseline_over_refusal=round(base.over_refusal, 4),
                     would_reject=why is not None, prompts_harmful=m.n_harmful, prompts_benign=m.n_benign,
-                    stage=stage)
+                    stage=stage, reference=ref.kind, reference_safe_rate=round(ref.safe_rate, 4),
+                    reference_over_refusal=round(ref.over_refusal, 4))
         per = (time.perf_counter() - started) / max(1, len(updates))
         ordered = [decisions[u.client] for u in updates]
         for u, d in zip(updates, ordered, strict=True):
@@ -335,16 +340,17 @@ class UpdateGate:
         return ordered
 
     def _staged(self, round_: int, candidates: Mapping[str, Arrays]
-                ) -> tuple[dict[str, tuple[Measurement, str | None, int]], list[Measurement]]:
+                ) -> tuple[dict[str, tuple[Measurement, str | None, int, Reference]], list[Measurement]]:
         """Measure stage by stage until every candidate is settled. Returns, per candidate, (pooled
-        measurement, why rejected, stage), and the global model's measurement per stage run.
+        measurement, why rejected, stage, the reference it was judged against), and the global model's
+        measurement per stage run.
 
         The global model answers every stage that is run; the reference is recomputed after each stage
         from everything measured so far.
         """
         rule = self.config.rule
         measured: dict[str, Measurement] = {}
-        settled: dict[str, tuple[Measurement, str | None, int]] = {}
+        settled: dict[str, tuple[Measurement, str | None, int, Reference]] = {}
         open_ = dict(candidates)
         baseline: list[Measurement] = []
         parts = self.stage_prompts(round_)
@@ -355,11 +361,12 @@ class UpdateGate:
                 measured[name] = measured[name] + m if name in measured else m
             base = pooled(baseline)
             reference = (Reference.cohort(list(measured.values()), rule)
-                         if rule.reference == "cohort" and len(measured) >= rule.min_cohort else base)
+                         if rule.reference == "cohort" and len(measured) >= rule.min_cohort
+                         else Reference(base.safe_rate, base.over_refusal))
             for name in list(open_):
                 done, why = settle(rule, measured[name], reference, last=stage == len(parts))
                 if done:
-                    settled[name] = (measured[name], why, stage)
+                    settled[name] = (measured[name], why, stage, reference)
                     del open_[name]
             if not open_:
                 break
