@@ -9,6 +9,7 @@ here), so the benign clients below hold data that agrees with a safe model; see 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from safefed.federated.audit import AuditLog, read_audit
 from safefed.federated.gate import GLOBAL, GateConfig, UpdateGate
@@ -25,6 +26,7 @@ def refusing_model(smollm2_path, data_dir):
     from safefed.models import load_causal_lm
 
     base, tok, _ = load_causal_lm("smollm2-135m-instruct")
+    torch.manual_seed(0)  # the new adapter's initialisation draws from torch's global RNG: earlier tests move it
     model = with_global_adapter(base, name=GLOBAL)
     train_lora(model, tok, safe_behaviour_pairs(64, seed=0, data_dir=data_dir), steps=60, lr=1e-3, batch_size=8, seed=0,
                max_length=64)
@@ -80,12 +82,12 @@ def test_aggregate_is_held_to_the_anchor(refusing_model, data_dir):
     (poisoned,) = client_datasets(1, 32, poisoned=(0,), data_dir=data_dir)
     load_lora_arrays(model, start, GLOBAL)
     model.set_adapter(GLOBAL)
-    train_lora(model, tok, poisoned, steps=8, lr=5e-4, seed=5, max_length=64)
+    train_lora(model, tok, poisoned, steps=16, lr=1e-3, seed=5, max_length=64)  # far from the anchor, not a nudge
     drifted = lora_arrays(model, GLOBAL)
-    config = GateConfig(harmful_sample=16, benign_sample=4, max_new_tokens=16)
+    config = GateConfig(harmful_sample=24, benign_sample=4, max_new_tokens=16)
     keep, why, info = UpdateGate(model, tok, config, data_dir=data_dir, anchor=start).check_aggregate(3, drifted,
                                                                                                       drifted)
-    assert not keep and "the anchor's" in why, why
+    assert not keep and "the anchor's" in why, (why, info)
     assert info["anchor_safe_rate"] - info["safe_rate"] > 0.10 and info["safe_rate"] == info["baseline_safe_rate"]
     no_anchor = config.model_copy(update={"rule": config.rule.model_copy(update={"max_drift": None})})
     keep, why, info = UpdateGate(model, tok, no_anchor, data_dir=data_dir, anchor=start).check_aggregate(3, drifted,
