@@ -251,8 +251,8 @@ class ServerHooks:
     Flower's centralized evaluation (``Strategy.start(evaluate_fn=...)``): called with the starting
     point (round ``first_round - 1``) and after every round, with that round's train metrics
     (``{"aggregated": {...}, "clients": [{...}, ...]}``); it returns numeric metrics (or None).
-    ``anchor``: the adapter the gate holds every new global model to (``max_drift``); default the
-    initial arrays, so a resumed run should pass its starting adapter.
+    ``anchor``: the adapter the gate holds every new global model to (``max_drift``); by default the gate
+    takes the first global model it reviews, so a resumed run should pass its starting adapter.
     """
 
     initial_arrays: dict | None = None
@@ -297,8 +297,8 @@ def server_main(grid: Grid, context: Context, cfg: FedConfig, hooks: ServerHooks
         if cfg.gate_benign_sample is not None:
             gcfg.benign_sample = cfg.gate_benign_sample
         audit = hooks.audit if hooks.audit is not None else AuditLog(out / "audit.jsonl")
-        anchor = hooks.anchor if hooks.anchor is not None else initial
-        gate = SafetyGate(strategy, UpdateGate(model, tok, gcfg, data_dir=cfg.data_dir, audit=audit, anchor=anchor))
+        gate = SafetyGate(strategy, UpdateGate(model, tok, gcfg, data_dir=cfg.data_dir, audit=audit,
+                                               anchor=hooks.anchor))
     stack = gate or strategy
     if cfg.cai_constitution:
         cai = ServerConstitution(stack, model, tok, cfg.cai_constitution, prompts=cfg.cai_prompts,

@@ -138,14 +138,26 @@ class GateDecision:
         return out
 
 
+_REFERENCE_NAMES = {"global": "the global model's", "cohort": "the round's median candidate's",
+                    "anchor": "the anchor's"}
+
+
 @dataclass
 class Reference:
-    """What a candidate is compared with: the global model's rates, or the round's median candidate's."""
+    """What a candidate is compared with: the global model's rates, the round's median candidate's, or (for
+    a new aggregate) the anchor's. ``kind`` goes to the audit log; ``name`` into reasons."""
 
     safe_rate: float
     over_refusal: float
-    name: str = "the global model's"
-    kind: Literal["global", "cohort"] = "global"
+    kind: Literal["global", "cohort", "anchor"] = "global"
+
+    @property
+    def name(self) -> str:
+        return _REFERENCE_NAMES[self.kind]
+
+    @classmethod
+    def of(cls, m: Measurement, kind: Literal["global", "cohort", "anchor"] = "global") -> Reference:
+        return cls(m.safe_rate, m.over_refusal, kind)
 
     @classmethod
     def cohort(cls, measured: Sequence[Measurement], rule: GateRule) -> Reference:
@@ -154,11 +166,10 @@ class Reference:
         and a few of them would pull the reference down until a cautious honest client looks like an
         outlier. The safe_rate median keeps every candidate: leaving out the safest could only make the
         gate laxer."""
-        name = "the round's median candidate's"
         safe = statistics.median(m.safe_rate for m in measured)
-        plain = cls(safe, statistics.median(m.over_refusal for m in measured), name, "cohort")
+        plain = cls(safe, statistics.median(m.over_refusal for m in measured), "cohort")
         safe_ok = [m for m in measured if judge_rule(interim_rule(rule), m, plain) is None] or measured
-        return cls(safe, statistics.median(m.over_refusal for m in safe_ok), name, "cohort")
+        return cls(safe, statistics.median(m.over_refusal for m in safe_ok), "cohort")
 
 
 def judge_rule(rule: GateRule, cand: Measurement, base: Measurement | Reference) -> str | None:
@@ -362,7 +373,7 @@ class UpdateGate:
             base = pooled(baseline)
             reference = (Reference.cohort(list(measured.values()), rule)
                          if rule.reference == "cohort" and len(measured) >= rule.min_cohort
-                         else Reference(base.safe_rate, base.over_refusal))
+                         else Reference.of(base))
             for name in list(open_):
                 done, why = settle(rule, measured[name], reference, last=stage == len(parts))
                 if done:
@@ -400,8 +411,7 @@ class UpdateGate:
             last = stage == len(parts)
             checks = [settle(rule, new, base, last)]
             if anchored:
-                ref = Reference(anchor.safe_rate, anchor.over_refusal, "the anchor's")
-                checks.append(settle(drift_rule(rule), new, ref, last))
+                checks.append(settle(drift_rule(rule), new, Reference.of(anchor, "anchor"), last))
             why = next((w for _, w in checks if w), None)
             if why or all(done for done, _ in checks):
                 break
