@@ -93,7 +93,9 @@ def eval_cmd(
     from .evaluation.suite import load_suite
     from .generation import Generator
     from .models import load_causal_lm
+    from .safeio import check_out_dir, output_dir
 
+    check_out_dir(out)
     s = load_suite(suite)
     j = make_judge(judge or s.judge)
     chosen = s.load_split(data_dir, split)
@@ -106,7 +108,8 @@ def eval_cmd(
         result = evaluate(s, gen, j, model_info=resolved.provenance(), adapter=str(adapter) if adapter else None,
                           data_dir=data_dir, split=split, limit=limit, seed=seed,
                           progress=lambda k: bar.advance(task, k))
-    write_result(result, out)
+    with output_dir(out) as tmp:
+        write_result(result, tmp)
     print_eval_table(result.report)
     console.print(f"wrote {out / 'report.json'} and {out / 'generations.jsonl'}")
 

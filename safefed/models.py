@@ -170,32 +170,94 @@ def torch_device(device: str | None = None) -> str:
 
 
 def load_causal_lm(name: str, adapter: str | Path | None = None, dtype: str = "float32", device: str | None = None):
-    """Load (model, tokenizer, ResolvedModel) in eval mode on :func:`torch_device`; ``adapter`` is a LoRA folder."""
+    """Load (model, tokenizer, ResolvedModel) in eval mode on :func:`torch_device`; ``adapter`` is a LoRA folder.
+
+    Weights are read from safetensors only (a pickled ``pytorch_model.bin`` could run code when loaded).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve(name)
     quiet_transformers()
-    tok = AutoTokenizer.from_pretrained(resolved.path)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype)).to(torch_device(device))
+    try:
+        tok = AutoTokenizer.from_pretrained(resolved.path)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype), use_safetensors=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"{resolved.path}: cannot load model {name!r} ({type(exc).__name__}: {first})") from None
+    model = model.to(torch_device(device))
     if adapter is not None:
         model = attach_adapter(model, adapter)
     model.eval()
     return model, tok, resolved
 
 
-def attach_adapter(model, adapter: str | Path, name: str = "default"):
-    """Wrap ``model`` with the PEFT adapter at ``adapter``; a mismatch is a one-line UserError."""
+MAX_LORA_RANK = 1024
+MAX_ADAPTER_BYTES = 4 * 2**30
+
+
+def check_adapter(adapter: str | Path) -> dict:
+    """The config of a PEFT LoRA adapter folder that is safe to load, or a one-line :class:`UserError`.
+
+    Safe means: ``adapter_config.json`` is a small JSON object whose rank is at most ``MAX_LORA_RANK``,
+    and the weights are ``adapter_model.safetensors`` (no pickle), at most ``MAX_ADAPTER_BYTES``, with a
+    readable header whose tensors fit that rank.
+    """
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from .safeio import read_bounded, regular_file
+
+    adapter = Path(adapter).expanduser()
+    if not adapter.is_dir():
+        raise UserError(f"{adapter}: not a PEFT adapter folder")
+    if not (adapter / "adapter_config.json").exists():
+        raise UserError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+    raw = read_bounded(adapter / "adapter_config.json", 1_000_000, "adapter config")
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{adapter / 'adapter_config.json'}:1: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{adapter / 'adapter_config.json'}:1: expected a JSON object")
+    rank = config.get("r", 8)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_LORA_RANK:
+        raise UserError(f"{adapter / 'adapter_config.json'}:1: LoRA rank r={rank!r}: expected a whole number "
+                        f"from 1 to {MAX_LORA_RANK}")
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.exists():
+        pickled = [p.name for p in adapter.glob("*.bin")] + [p.name for p in adapter.glob("*.pt")]
+        hint = f" ({', '.join(pickled)} is a pickle, which safefed does not load)" if pickled else ""
+        raise UserError(f"{adapter}: no adapter_model.safetensors{hint}; save the adapter with "
+                        "safe_serialization=True")
+    size = regular_file(weights, "adapter weights file").st_size
+    if size > MAX_ADAPTER_BYTES:
+        raise UserError(f"{weights}: {size} bytes, more than the {MAX_ADAPTER_BYTES} allowed for an adapter")
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open handles are not mappings
+                shape = fh.get_slice(key).get_shape()
+                if "lora_" in key and shape and min(shape) > MAX_LORA_RANK:
+                    raise UserError(f"{weights}: tensor {key} has shape {tuple(shape)}: a rank above "
+                                    f"{MAX_LORA_RANK}")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{weights}: not a valid safetensors file ({str(exc)[:200]})") from None
+    return config
+
+
+def attach_adapter(model, adapter: str | Path, name: str = "default", is_trainable: bool = False):
+    """Wrap ``model`` with the PEFT adapter at ``adapter`` (checked by :func:`check_adapter`); a mismatch
+    is a one-line UserError."""
     from peft import PeftModel
 
     adapter = Path(adapter).expanduser()
-    if not (adapter / "adapter_config.json").exists():
-        raise UserError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+    check_adapter(adapter)
     try:
         if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
-            model.load_adapter(str(adapter), adapter_name=name)
+            model.load_adapter(str(adapter), adapter_name=name, is_trainable=is_trainable)
             return model
-        return PeftModel.from_pretrained(model, str(adapter), adapter_name=name)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0][:300]
+        return PeftModel.from_pretrained(model, str(adapter), adapter_name=name, is_trainable=is_trainable)
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise UserError(f"{adapter}: adapter does not fit model {model.config._name_or_path!r}: {first}") from None

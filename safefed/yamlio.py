@@ -1,7 +1,7 @@
 """Hardened YAML loading with line numbers, and schema validation that reports ``FILE:LINE: problem``.
 
-Stricter than ``yaml.safe_load``: the file size is capped before parsing, aliases are rejected (no
-alias bombs), nesting depth and node count are bounded, only the standard scalar tags are accepted,
+Stricter than ``yaml.safe_load``: only regular files are read, their size capped before parsing,
+aliases are rejected (no alias bombs), nesting depth and node count are bounded, only the standard scalar tags are accepted,
 duplicate keys are errors, and every node keeps its line so schema errors point at the right place.
 """
 
@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import UserError
+from .safeio import read_bounded
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
@@ -83,13 +84,7 @@ def _build(loader: _Loader, node: yaml.Node, path: Path_, marks: dict[Path_, int
 def load_yaml(path: str | Path) -> tuple[Any, dict[Path_, int]]:
     """Parse ``path`` safely; returns the data and a map from key path to line number."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if size > MAX_BYTES:
-        raise UserError(f"{path}:1: file is {size} bytes, more than the {MAX_BYTES} allowed")
-    raw = path.read_bytes()
+    raw = read_bounded(path, MAX_BYTES, "YAML file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -198,7 +198,7 @@ def test_review_rejects_invalid_and_logs_every_decision(tiny_peft, data_dir, tmp
     assert not by["nan"].accepted and "NaN" in by["nan"].reason
     assert not by["shape"].accepted and "shape" in by["shape"].reason
     assert not by["extra"].accepted and "unexpected" in by["extra"].reason
-    assert by["extra"].n_examples_used == 30  # capped at 3 x the median
+    assert by["extra"].n_examples_used == 0  # invalid: no weight, and no part in the cap
     rows = read_audit(tmp_path / "audit.jsonl")
     assert len(rows) == 4 and all({"round", "attempt", "client", "decision", "reason", "n_examples", "safe_rate",
                                    "baseline_safe_rate", "over_refusal", "seconds"} <= set(r) for r in rows)

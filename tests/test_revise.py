@@ -263,10 +263,9 @@ def test_cli_bad_constitution_and_bad_rows_exit_2(tmp_path):
     assert "Traceback" not in res.stderr
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"prompt": "a", "response": "b"}\nnot json\n[1, 2]\n')
-    with pytest.raises(UserError) as exc:
-        read_records(str(rows))
-    assert exc.value.problems[0].startswith(f"{rows}:2: invalid JSON")
-    assert exc.value.problems[1] == f"{rows}:3: expected a JSON object, got list"
+    records, _ = read_records(str(rows))  # one bad row does not reject the file: each is marked invalid
+    assert [r.get("_invalid") for r in records] == [
+        None, "invalid: line 2 is not valid JSON (Expecting value)", "invalid: record is list, expected an object"]
     with pytest.raises(UserError, match="no such file and not a data set name"):
         read_records(str(tmp_path / "missing.jsonl"))
 

@@ -139,6 +139,7 @@ def revise_cmd(
     """Critique and revise unsafe responses with a constitution; write SFT data and DPO pairs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..safeio import check_out_dir, output_dir
     from .backends import make_backend
     from .checkers import make_checker
     from .engine import Reviser
@@ -147,6 +148,8 @@ def revise_cmd(
 
     if model and endpoint:
         raise UserError("give either --model or --endpoint, not both")
+    inputs = [Path(source)] if Path(source).exists() else []
+    check_out_dir(out, inputs)
     loaded = load_constitution(constitution)
     records, data_prov = read_records(source, data_dir=data_dir, prompt_field=prompt_field,
                                       response_field=response_field, limit=limit, seed=seed, split=split)
@@ -166,7 +169,8 @@ def revise_cmd(
                              stage=lambda name, n: bar.reset(task, total=n, description=name))
     extra = {"input": data_prov, "final_refusal_judge": refusal_verdicts(result.records),
              "provenance": _provenance()}
-    summary = write_outputs(result, out, extra=extra)
+    with output_dir(out, inputs) as tmp:
+        summary = write_outputs(result, tmp, extra=extra)
     print_summary(summary)
     console.print(f"wrote {out}/revised.jsonl, sft.jsonl, dpo_pairs.jsonl, summary.json", markup=False)
 

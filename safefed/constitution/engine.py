@@ -210,13 +210,18 @@ class Reviser:
         to_check: list[int] = []
         pending: list[int] = []
         for i, rec in enumerate(records):
-            prompt = str(rec.get("prompt") or "").strip()
-            original = str(rec.get("response") or "").strip()
+            texts = {k: rec.get(k) for k in ("prompt", "response")}
+            invalid = rec.get("_invalid") or next(
+                (f"invalid: field {k!r} is {type(v).__name__}, expected text" for k, v in texts.items()
+                 if v is not None and not isinstance(v, str)), None)
+            prompt, original = ("" if invalid or not v else v.strip() for v in texts.values())
             action = record_action(rec)
             r = RevisedRecord(id=str(rec.get("id", i)), prompt=prompt, original=original, final=original,
                               path="unchanged", reason="", categories=record_categories(rec))
             out.append(r)
-            if not prompt:
+            if invalid:
+                r.path, r.final, r.reason = "quarantined", "", str(invalid)
+            elif not prompt:
                 r.path, r.final = "quarantined", ""
                 r.reason = ("no prompt: nothing to pair a response with" if original
                             else "no prompt and no response")

@@ -1,18 +1,20 @@
 """Records in and out of the revise step: JSONL/JSON/CSV files or a data set by name; the output files.
 
-Input problems that make a file unreadable exit 2 as ``FILE:ROW: what is wrong``; a record that only
-lacks a field is passed on (the engine revises it from its prompt alone or quarantines it).
+Files are read by the shared reader (:mod:`safefed.recordio`, the filter's): a file that cannot be read
+at all exits 2 as ``FILE:LINE: what is wrong``; a row that cannot be read or whose fields are not text
+is passed on marked ``_invalid`` (the engine quarantines it with that reason); a record that only lacks
+a response is revised from its prompt alone.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 from ..data import REGISTRY, content_hash, load
 from ..errors import UserError
+from ..recordio import FieldNames, dumps, extract, open_source
 from ..splits import sample
 from .engine import ReviseResult
 
@@ -21,47 +23,20 @@ DATASET_FIELDS = {"hh-rlhf-harmless-base": ("last_prompt", "rejected")}
 # rows a data set contributes: hh-rlhf's multi-turn rows need the whole transcript as context, so only
 # single-turn rows are read; their `rejected` reply is the harmful candidate (the less harmless of two)
 DATASET_ROWS: dict[str, Callable[[dict], bool]] = {"hh-rlhf-harmless-base": lambda r: r["n_user_turns"] == 1}
-MAX_INPUT_BYTES = 2_000_000_000
+MAX_TEXT_CHARS = 100_000  # a longer prompt or response is an invalid row
 
 
 def _read_file(path: Path) -> list[dict]:
-    if path.stat().st_size > MAX_INPUT_BYTES:
-        raise UserError(f"{path}:1: file larger than {MAX_INPUT_BYTES} bytes")
-    suffix = path.suffix.lower()
-    problems: list[str] = []
-    rows: list[dict] = []
-    try:
-        if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as fh:
-                rows = [dict(r) for r in csv.DictReader(fh)]
-        elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-                raise UserError(f"{path}:1: expected a JSON list of objects")
-            rows = data
+    """Every row of a JSONL / JSON / CSV / Parquet file through the shared reader; a row that cannot be
+    read keeps its reason in ``_invalid`` (the step quarantines it) instead of failing the file."""
+    out = []
+    for index, (record, problem) in enumerate(open_source(path), 1):
+        if isinstance(record, dict) and problem is None:
+            out.append({**record, "_row": index})
         else:
-            with path.open(encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        problems.append(f"{path}:{n}: invalid JSON ({exc.msg})")
-                        continue
-                    if not isinstance(row, dict):
-                        problems.append(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-                        continue
-                    row.setdefault("_row", n)
-                    rows.append(row)
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}:1: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    if problems:
-        more = [f"{path}: … and {len(problems) - 20} more"] if len(problems) > 20 else []
-        raise UserError(*problems[:20], *more)
-    return rows
+            why = problem or f"record is {type(record).__name__}, expected an object"
+            out.append({"_record": record, "_row": index, "_invalid": why})
+    return out
 
 
 def _split(source: str, rows: list[dict], split: str) -> list[dict]:
@@ -100,12 +75,19 @@ def read_records(source: str, *, data_dir: str | Path | None = None, prompt_fiel
         raise UserError(f"{source}: no such file and not a data set name (known: {', '.join(REGISTRY)})")
     pf, rf = DATASET_FIELDS.get(source, ("prompt", "response"))
     pf, rf = prompt_field or pf, response_field or rf
+    fields = FieldNames(prompt=[pf], response=[rf])
     out = []
     for i, row in enumerate(rows):
         rec = dict(row)
-        rec["id"] = str(row.get("id", f"{stem}-{row.get('_row', i + 1)}"))
-        rec["prompt"] = row.get(pf)
-        rec["response"] = row.get(rf)
+        rid = row.get("id")
+        rec["id"] = str(rid) if isinstance(rid, (str, int)) else f"{stem}-{row.get('_row', i + 1)}"
+        problem = row.get("_invalid")
+        if problem is None:
+            checked = extract(i + 1, row, fields, max_chars=MAX_TEXT_CHARS)
+            problem = checked.problem
+            rec["prompt"], rec["response"] = (None, None) if problem else (checked.prompt, checked.response)
+        if problem is not None:
+            rec["_invalid"] = problem if problem.startswith("invalid") else f"invalid: {problem}"
         out.append(rec)
     out = sample(out, limit, seed)
     prov = {**origin, "prompt_field": pf, "response_field": rf, "n": len(out), "limit": limit, "seed": seed,
@@ -116,7 +98,7 @@ def read_records(source: str, *, data_dir: str | Path | None = None, prompt_fiel
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            fh.write(dumps(r) + "\n")
 
 
 def write_outputs(result: ReviseResult, out: Path, extra: dict | None = None) -> dict:

@@ -46,11 +46,15 @@ def review_cmd(
     """Measure candidate adapters against the global one and print the gate's decisions."""
     from peft import PeftConfig
 
-    from ..models import load_causal_lm
+    from ..models import check_adapter, load_causal_lm
+    from ..safeio import check_out_dir
     from .audit import AuditLog
     from .gate import GLOBAL, UpdateGate, load_gate_config
     from .updates import Update, lora_arrays, with_global_adapter
 
+    check_out_dir(out)
+    for path in candidates:
+        check_adapter(path)
     cfg = load_gate_config(config)
     base, tok, _ = load_causal_lm(model)
     lora = {}

@@ -19,7 +19,8 @@ from flwr.serverapp.strategy import Strategy
 
 from .audit import AuditLog
 from .client import ClientSafety, Prepared
-from .gate import UpdateGate
+from .gate import GateDecision, UpdateGate
+from .rounds import gated_round
 from .updates import Arrays, Update
 
 log = logging.getLogger(__name__)
@@ -75,73 +76,58 @@ class SafetyGate(StrategyWrapper):
         self.weighted_by_key = getattr(strategy, "weighted_by_key", weighted_by_key)
         self.history: list[dict] = []
 
-    def _update(self, msg: Message) -> Update | str:
-        """The reply as an Update, or why it is malformed."""
+    def _update(self, msg: Message) -> Update:
+        """The reply as an Update; a failed or malformed reply carries its ``problem`` (rejected and logged
+        by the gate like any invalid update). The reported count is validated by the gate."""
+        client = str(msg.metadata.src_node_id)
+        if msg.has_error():
+            return Update(client, None, None, problem=f"client failed: {msg.error.reason}")
         content = msg.content
         if len(content.array_records) != 1 or len(content.metric_records) != 1:
-            return (f"invalid: expected one ArrayRecord and one MetricRecord, got {len(content.array_records)} "
-                    f"and {len(content.metric_records)}")
+            return Update(client, None, None, problem=(
+                f"invalid: expected one ArrayRecord and one MetricRecord, got {len(content.array_records)} "
+                f"and {len(content.metric_records)}"))
         metrics = next(iter(content.metric_records.values()))
-        n = metrics.get(self.weighted_by_key)
-        if not isinstance(n, (int, float)):
-            return f"invalid: MetricRecord has no numeric {self.weighted_by_key!r}"
-        arrays = record_to_arrays(next(iter(content.array_records.values())))
-        return Update(str(msg.metadata.src_node_id), arrays, int(n), dict(metrics))
+        try:
+            arrays = record_to_arrays(next(iter(content.array_records.values())))
+        except (ValueError, TypeError) as exc:
+            return Update(client, None, None, problem=f"invalid: arrays cannot be read ({exc})")
+        return Update(client, arrays, metrics.get(self.weighted_by_key), dict(metrics))
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The round of :func:`~safefed.federated.rounds.gated_round`, with the inner strategy's
+        ``aggregate_train`` over the admitted replies (copied, ``num-examples`` capped) as the aggregation."""
         replies = list(replies)
         assert self._global is not None, "configure_train must run before aggregate_train"
-        updates: list[Update] = []
-        by_client: dict[str, Message] = {}
-        for msg in replies:
-            client = str(msg.metadata.src_node_id)
-            if msg.has_error():
-                self._log_reject(server_round, client, f"client failed: {msg.error.reason}")
-                continue
-            u = self._update(msg)
-            if isinstance(u, str):
-                self._log_reject(server_round, client, u)
-                continue
-            updates.append(u)
-            by_client[u.client] = msg
-        decisions = self.gate.review(server_round, self._global, updates) if updates else []
-        admitted: list[Message] = []
-        for d in decisions:
-            if not d.accepted:
-                continue
-            msg = by_client[d.client]
-            content = copy.deepcopy(msg.content)  # FedMedian & co. empty reply arrays in place
-            next(iter(content.metric_records.values()))[self.weighted_by_key] = d.n_examples_used
-            admitted.append(Message(content=content, metadata=msg.metadata))
-        info = {"round": server_round, "replies": len(replies), "admitted": len(admitted),
-                "rejected": len(replies) - len(admitted)}
-        arrays, metrics = (None, None)
-        if admitted:
-            arrays, metrics = self.strategy.aggregate_train(server_round, admitted)
-        note = "no update passed; global model unchanged" if not admitted else "aggregated admitted updates"
-        if arrays is not None and self.gate.config.check_aggregate:
-            keep, why, check = self.gate.check_aggregate(server_round, self._global, record_to_arrays(arrays))
-            info["aggregate_check"] = {"kept": keep, "reason": why, **check}
-            if not keep:
-                arrays, note = None, f"aggregate failed the rule ({why}); previous global model kept"
-        info["changed"] = arrays is not None
-        metrics = metrics if metrics is not None else MetricRecord()
-        metrics["safefed-admitted"] = len(admitted)
-        metrics["safefed-rejected"] = len(replies) - len(admitted)
-        if self.audit is not None:
-            self.audit.complete(server_round, accepted=[d.client for d in decisions if d.accepted],
-                                rejected=[d.client for d in decisions if not d.accepted], note=note,
-                                changed=arrays is not None, aggregate_check=info.get("aggregate_check", {}))
-        self.history.append(info)
-        return arrays, metrics
+        updates = [self._update(msg) for msg in replies]
+        inner_metrics: list[MetricRecord | None] = [None]
 
-    def _log_reject(self, round_: int, client: str, reason: str) -> None:
-        log.warning("round %s: update of node %s rejected: %s", round_, client, reason)
-        if self.audit is not None:
-            self.audit.decision(round_, client=client, decision="reject", accepted=False, reason=reason,
-                                n_examples=None, safe_rate=None, baseline_safe_rate=None, over_refusal=None,
-                                seconds=0.0)
+        def inner(admitted: list[Update], decided: list[GateDecision]) -> Arrays | None:
+            by_update = {id(u): msg for u, msg in zip(updates, replies, strict=True)}
+            messages = []
+            for u, d in zip(admitted, decided, strict=True):
+                msg = by_update[id(u)]
+                content = copy.deepcopy(msg.content)  # FedMedian & co. empty reply arrays in place
+                next(iter(content.metric_records.values()))[self.weighted_by_key] = d.n_examples_used
+                messages.append(Message(content=content, metadata=msg.metadata))
+            arrays, inner_metrics[0] = self.strategy.aggregate_train(server_round, messages)
+            return record_to_arrays(arrays) if arrays is not None else None
+
+        outcome = gated_round(self.gate, self.audit, server_round, self._global, updates, inner)
+        for d in outcome.decisions:
+            if not d.accepted:
+                log.warning("round %s: update of node %s rejected: %s", server_round, d.client, d.reason)
+        admitted = len(outcome.accepted)
+        info = {"round": server_round, "replies": len(replies), "admitted": admitted,
+                "rejected": len(replies) - admitted, "changed": outcome.changed}
+        if outcome.aggregate_check:
+            info["aggregate_check"] = outcome.aggregate_check
+        self.history.append(info)
+        metrics = inner_metrics[0] if inner_metrics[0] is not None and outcome.changed else MetricRecord()
+        metrics["safefed-admitted"] = admitted
+        metrics["safefed-rejected"] = len(replies) - admitted
+        return (arrays_to_record(outcome.arrays) if outcome.changed else None), metrics
 
     def summary(self) -> None:
         log.info("SafetyGate (mode %s, judge %s) wrapping:", self.gate.config.mode, self.gate.config.judge)

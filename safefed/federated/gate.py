@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from ..splits import advbench_pools
 from ..stats import wilson
 from ..yamlio import load_model
 from .audit import AuditLog
-from .updates import Arrays, Update, capped_examples, check_update, load_lora_arrays
+from .updates import Arrays, Update, capped_examples, check_examples, check_update, load_lora_arrays
 
 GLOBAL = "global"
 
@@ -81,7 +82,7 @@ class GateConfig(BaseModel):
 def load_gate_config(name_or_path: str | Path = "default") -> GateConfig:
     """A shipped gate config by name or a user's YAML by path (errors as ``FILE:LINE``)."""
     path = Path(name_or_path)
-    if not path.suffix:
+    if not path.suffix and not path.exists():
         path = assets_dir("eval") / "gates" / f"{name_or_path}.yaml"
     return load_model(GateConfig, path)
 
@@ -117,8 +118,8 @@ class GateDecision:
     client: str
     accepted: bool
     reason: str
-    n_examples: int
-    n_examples_used: int
+    n_examples: int | None  # as reported; None when the report was not a valid count
+    n_examples_used: int  # the weight it gets in the average (0 when rejected as invalid)
     safe_rate: float | None = None
     baseline_safe_rate: float | None = None
     over_refusal: float | None = None
@@ -304,47 +305,68 @@ class UpdateGate:
                                     sum(r["verdict"] == "refused" for r in judged[len(harmful):]), len(benign))
         return out
 
+    def validity(self, global_arrays: Arrays, updates: Sequence[Update]) -> list[str | None]:
+        """Why each update is invalid (None if valid): what its transport already knows, a client id that
+        sends more than one update this round (every copy is rejected: which one is genuine cannot be
+        told), its reported example count, then its arrays (:func:`check_update`)."""
+        ids = Counter(str(u.client) for u in updates)
+        out: list[str | None] = []
+        for u in updates:
+            problem = u.problem
+            if problem is None and ids[str(u.client)] > 1:
+                problem = f"invalid: client id {str(u.client)!r} sent {ids[str(u.client)]} updates this round"
+            if problem is None:
+                problem = check_examples(u.n_examples)[1]
+            if problem is None:
+                problem = check_update(u.arrays, global_arrays, self.config.max_update_norm)
+            out.append(problem)
+        return out
+
     def review(self, round_: int, global_arrays: Arrays, updates: Sequence[Update]) -> list[GateDecision]:
-        """Decide for each update; writes one audit line per decision. Enforce mode drops rejections."""
+        """Decide for each update; writes one audit line per decision. Enforce mode drops rejections.
+
+        Invalid updates are rejected before anything is measured, and the examples cap (a multiple of the
+        round's median) is computed over the valid ones only, so invalid sybils cannot lift it.
+        """
         started = time.perf_counter()
-        used = capped_examples([u.n_examples for u in updates], self.config.max_examples,
-                               self.config.examples_cap_factor)
-        decisions: dict[str, GateDecision] = {}
-        valid: dict[str, Arrays] = {}
-        for u, n_used in zip(updates, used, strict=True):
-            problem = check_update(u.arrays, global_arrays, self.config.max_update_norm)
-            if problem:
-                decisions[u.client] = GateDecision(u.client, False, problem, u.n_examples, n_used)
-            else:
-                valid[u.client] = u.arrays
+        problems = self.validity(global_arrays, updates)
+        valid_at = [i for i, p in enumerate(problems) if p is None]
+        used = dict(zip(valid_at, capped_examples([check_examples(updates[i].n_examples)[0] for i in valid_at],
+                                                  self.config.max_examples, self.config.examples_cap_factor),
+                        strict=True))
+        decisions: dict[int, GateDecision] = {}
+        for i, (u, problem) in enumerate(zip(updates, problems, strict=True)):
+            if problem is not None:
+                decisions[i] = GateDecision(str(u.client), False, problem, check_examples(u.n_examples)[0], 0)
         if self.anchor is None:
             self.anchor = {k: v.copy() for k, v in global_arrays.items()}
-        if valid:
+        if valid_at:
             load_lora_arrays(self.model, global_arrays, GLOBAL)
-            settled, baseline = self._staged(round_, valid)
+            settled, baseline = self._staged(round_, {str(updates[i].client): updates[i].arrays for i in valid_at})
             self._baseline = (round_, baseline)
             shadow = self.config.mode == "shadow"
-            for u, n_used in zip(updates, used, strict=True):
-                if u.client not in valid:
-                    continue
-                m, why, stage, ref = settled[u.client]
+            for i in valid_at:
+                u = updates[i]
+                m, why, stage, ref = settled[str(u.client)]
                 base = pooled(baseline[:stage])  # the global model on the same prompts
                 reason = why or "passes the rule"
                 if why and shadow:
                     reason = f"shadow mode, would reject: {why}"
-                decisions[u.client] = GateDecision(
-                    u.client, accepted=why is None or shadow, reason=reason, n_examples=u.n_examples,
-                    n_examples_used=n_used, safe_rate=round(m.safe_rate, 4),
+                decisions[i] = GateDecision(
+                    str(u.client), accepted=why is None or shadow, reason=reason, n_examples=int(u.n_examples),
+                    n_examples_used=used[i], safe_rate=round(m.safe_rate, 4),
                     baseline_safe_rate=round(base.safe_rate, 4),
                     over_refusal=round(m.over_refusal, 4), baseline_over_refusal=round(base.over_refusal, 4),
                     would_reject=why is not None, prompts_harmful=m.n_harmful, prompts_benign=m.n_benign,
                     stage=stage, reference=ref.kind, reference_safe_rate=round(ref.safe_rate, 4),
                     reference_over_refusal=round(ref.over_refusal, 4))
         per = (time.perf_counter() - started) / max(1, len(updates))
-        ordered = [decisions[u.client] for u in updates]
+        ordered = [decisions[i] for i in range(len(updates))]
         for u, d in zip(updates, ordered, strict=True):
             d.seconds = round(per, 3)
-            where = {"partition": u.metrics["partition-id"]} if "partition-id" in u.metrics else {}
+            metrics = u.metrics if isinstance(u.metrics, Mapping) else {}
+            partition = metrics.get("partition-id")
+            where = {"partition": int(partition)} if check_examples(partition)[1] is None else {}
             if self.audit is not None:
                 self.audit.decision(round_, **d.audit_fields(), **where, stages=self.config.stages,
                                     mode=self.config.mode)

@@ -1,20 +1,32 @@
 """One gated aggregation step, framework-agnostic: review -> aggregate the admitted -> re-check -> log.
 
-The plain-Python loop calls :meth:`SafeAggregator.aggregate` directly; the Flower strategy wrapper
-calls the same pieces around the inner strategy's own ``aggregate_train``.
+:func:`gated_round` is the one routine: the plain-Python loop reaches it through
+:meth:`SafeAggregator.aggregate`, the Flower strategy wrapper (:class:`~safefed.federated.flower.SafetyGate`)
+with the inner strategy's own ``aggregate_train`` as the aggregation. Whatever the clients send, a round
+ends with a ``round_complete`` line in the audit log.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+
+from ..errors import UserError
 from .audit import AuditLog
 from .gate import GateDecision, UpdateGate
 from .updates import Arrays, Update, fedavg
 
+log = logging.getLogger(__name__)
+
 AggregateFn = Callable[[Sequence[Arrays], Sequence[float]], Arrays]
+# the admitted updates and their decisions -> the new global arrays (None: the aggregation kept none)
+Admit = Callable[[Sequence[Update], Sequence[GateDecision]], "Arrays | None"]
 
 
 @dataclass
@@ -35,33 +47,97 @@ class RoundOutcome:
         return [d.client for d in self.decisions if not d.accepted]
 
 
-class SafeAggregator:
-    """Gate the round's updates, average the admitted ones, and keep the previous model if needed."""
+def gated_round(gate: UpdateGate, audit: AuditLog | None, round_: int, global_arrays: Arrays,
+                updates: Sequence[Update], aggregate: Admit,
+                before_complete: Callable[[RoundOutcome], None] | None = None) -> RoundOutcome:
+    """Review ``updates``, aggregate the admitted ones with ``aggregate``, check the aggregate, log the round.
 
-    def __init__(self, gate: UpdateGate, audit: AuditLog | None = None, aggregate_fn: AggregateFn = fedavg) -> None:
-        self.gate = gate
-        self.audit = audit if audit is not None else gate.audit
-        self.aggregate_fn = aggregate_fn
-
-    def aggregate(self, round_: int, global_arrays: Arrays, updates: Sequence[Update]) -> RoundOutcome:
-        started = time.perf_counter()
-        decisions = self.gate.review(round_, global_arrays, updates)
-        admitted = [(u, d) for u, d in zip(updates, decisions, strict=True) if d.accepted]
-        if not admitted:
-            outcome = RoundOutcome(global_arrays, decisions, False, "no update passed; global model unchanged")
+    An aggregation that raises (a user's function, or an inner strategy choking on what clients reported)
+    keeps the previous global model and says why in the ``round_complete`` line. ``before_complete`` runs
+    just before that line is written (a checkpoint of the round's arrays, so a resumed run never finds a
+    complete round without its model).
+    """
+    started = time.perf_counter()
+    decisions = gate.review(round_, global_arrays, updates)
+    admitted = [(u, d) for u, d in zip(updates, decisions, strict=True) if d.accepted]
+    outcome = RoundOutcome(global_arrays, decisions, False, "no update passed; global model unchanged")
+    if admitted:
+        try:
+            new = aggregate([u for u, _ in admitted], [d for _, d in admitted])
+        except Exception as exc:  # noqa: BLE001 - the round must still end, with the reason logged
+            log.exception("round %s: aggregation failed", round_)
+            new = None
+            outcome.note = f"aggregation failed ({type(exc).__name__}: {str(exc)[:200]}); previous global model kept"
         else:
-            new = self.aggregate_fn([u.arrays for u, _ in admitted], [d.n_examples_used for _, d in admitted])
+            if new is None:
+                outcome.note = "the aggregation returned no model; global model unchanged"
+        if new is not None:
             outcome = RoundOutcome(new, decisions, True, "aggregated admitted updates")
-            if self.gate.config.check_aggregate:
-                keep, why, info = self.gate.check_aggregate(round_, global_arrays, new)
+            if gate.config.check_aggregate:
+                keep, why, info = gate.check_aggregate(round_, global_arrays, new)
                 outcome.aggregate_check = {"kept": keep, "reason": why, **info}
                 if not keep:
                     outcome = RoundOutcome(global_arrays, decisions, False,
                                            f"aggregate failed the rule ({why}); previous global model kept",
                                            outcome.aggregate_check)
-        outcome.gate_seconds = round(time.perf_counter() - started, 2)
-        if self.audit is not None:
-            self.audit.complete(round_, accepted=outcome.accepted, rejected=outcome.rejected,
-                                changed=outcome.changed, note=outcome.note, aggregate_check=outcome.aggregate_check,
-                                gate_seconds=outcome.gate_seconds)
-        return outcome
+    outcome.gate_seconds = round(time.perf_counter() - started, 2)
+    if before_complete is not None:
+        before_complete(outcome)
+    if audit is not None:
+        audit.complete(round_, accepted=outcome.accepted, rejected=outcome.rejected, changed=outcome.changed,
+                       note=outcome.note, aggregate_check=outcome.aggregate_check,
+                       gate_seconds=outcome.gate_seconds)
+    return outcome
+
+
+class SafeAggregator:
+    """Gate the round's updates, average the admitted ones, and keep the previous model if needed.
+
+    With ``checkpoints`` (a folder), each round's resulting global arrays are saved there (safetensors,
+    written atomically) before its ``round_complete`` line; :meth:`resume` then continues a killed run
+    from the last complete round's model.
+    """
+
+    def __init__(self, gate: UpdateGate, audit: AuditLog | None = None, aggregate_fn: AggregateFn = fedavg,
+                 checkpoints: str | Path | None = None) -> None:
+        self.gate = gate
+        self.audit = audit if audit is not None else gate.audit
+        self.aggregate_fn = aggregate_fn
+        self.checkpoints = Path(checkpoints) if checkpoints is not None else None
+
+    def aggregate(self, round_: int, global_arrays: Arrays, updates: Sequence[Update]) -> RoundOutcome:
+        def average(admitted: Sequence[Update], decided: Sequence[GateDecision]) -> Arrays:
+            return self.aggregate_fn([u.arrays for u in admitted], [d.n_examples_used for d in decided])
+
+        save = (lambda o: self._save(round_, o.arrays)) if self.checkpoints is not None else None
+        return gated_round(self.gate, self.audit, round_, global_arrays, updates, average, save)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def _path(self, round_: int) -> Path:
+        assert self.checkpoints is not None
+        return self.checkpoints / f"round-{round_:04d}.safetensors"
+
+    def _save(self, round_: int, arrays: Arrays) -> None:
+        from safetensors.numpy import save_file
+
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        final = self._path(round_)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        os.replace(tmp, final)
+
+    def resume(self, initial: Arrays) -> tuple[int, Arrays]:
+        """(the first round still to run, the global arrays to run it from): the model saved with the last
+        round the audit log records as complete, or ``initial`` when no round is complete."""
+        done = self.audit.completed_rounds() if self.audit is not None else set()
+        if not done:
+            return 1, initial
+        last = max(done)
+        if self.checkpoints is None or not self._path(last).is_file():
+            where = self.checkpoints or "(no checkpoints folder given)"
+            raise UserError(f"{self.audit.path}: round {last} is complete but its model is not in {where}; "
+                            "start with a fresh output folder")
+        from safetensors.numpy import load_file
+
+        return last + 1, load_file(str(self._path(last)))

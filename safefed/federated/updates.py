@@ -1,10 +1,18 @@
-"""Client updates as named arrays: validity checks, the num-examples cap, FedAvg, LoRA state I/O."""
+"""Client updates as named arrays: validity checks, the num-examples cap, FedAvg, LoRA state I/O.
+
+Everything in an :class:`Update` except the server's own reference arrays comes from a client and may be
+hostile: :func:`check_update` and :func:`check_examples` return a reason instead of raising, whatever
+they are given.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,20 +21,44 @@ Arrays = dict[str, np.ndarray]
 
 @dataclass
 class Update:
-    """One client's candidate: its LoRA adapter weights (or a full-model delta) and what it reported."""
+    """One client's candidate: its LoRA adapter weights (or a full-model delta) and what it reported.
+
+    ``n_examples`` is what the client claims (validated by the gate, not trusted); ``problem`` is set by a
+    transport that already knows the reply is unusable (a failed or malformed Flower reply), so that it
+    is rejected and logged like every other invalid update.
+    """
 
     client: str
-    arrays: Arrays
-    n_examples: int
+    arrays: Any
+    n_examples: Any
     metrics: dict = field(default_factory=dict)
+    problem: str | None = None
 
 
-def check_update(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-                 max_norm: float | None = None) -> str | None:
+def check_examples(n: Any) -> tuple[int | None, str | None]:
+    """(count, None) for a finite non-negative whole number of examples, else (None, why not)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Real):
+        return None, f"invalid: num-examples is {type(n).__name__} {_short(n)}, expected a whole number"
+    if not math.isfinite(float(n)) or n < 0 or float(n) != math.floor(float(n)):
+        return None, f"invalid: num-examples {_short(n)} is not a finite non-negative whole number"
+    return int(n), None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_update(arrays: Any, reference: Mapping[str, np.ndarray], max_norm: float | None = None) -> str | None:
     """Why ``arrays`` cannot be a valid update of ``reference`` (None if it can).
 
-    Checks keys, shapes, dtypes, finiteness and the L2 norm of the change against ``max_norm``.
+    Checks the container, keys, shapes, dtypes, finiteness and the L2 norm of the change against
+    ``max_norm``.
     """
+    if not isinstance(arrays, Mapping):
+        return f"invalid: arrays are {type(arrays).__name__}, expected a mapping of name -> array"
+    if not all(isinstance(k, str) for k in arrays):
+        return "invalid: array names must be strings"
     missing = sorted(set(reference) - set(arrays))
     extra = sorted(set(arrays) - set(reference))
     if missing:
@@ -49,10 +81,6 @@ def check_update(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
     if max_norm is not None and norm > max_norm:
         return f"invalid: update norm {norm:.3g} exceeds the bound {max_norm:.3g}"
     return None
-
-
-def update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
-    return float(sum(np.square(arrays[k].astype(np.float64) - reference[k]).sum() for k in reference)) ** 0.5
 
 
 def capped_examples(reported: Sequence[int], cap: int | None = None, factor: float | None = 3.0) -> list[int]:
@@ -105,10 +133,12 @@ def load_lora_arrays(model, arrays: Mapping[str, np.ndarray], adapter_name: str 
 def with_global_adapter(model, adapter: str | None = None, *, name: str = "global", r: int = 8,
                         target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")):
     """Wrap a base model with the global LoRA adapter: loaded from ``adapter``, or fresh (B = 0, a no-op)."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
+
+    from ..models import attach_adapter
 
     if adapter:
-        return PeftModel.from_pretrained(model, str(adapter), adapter_name=name, is_trainable=True)
+        return attach_adapter(model, adapter, name=name, is_trainable=True)
     cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=list(target_modules),
                      task_type="CAUSAL_LM")
     return get_peft_model(model, cfg, adapter_name=name)

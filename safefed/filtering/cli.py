@@ -92,11 +92,13 @@ def run_cmd(
 ) -> None:
     """Score every row; write kept rows (flagged ones marked) and quarantined rows (drop, revise, invalid)."""
     from ..errors import UserError
+    from ..recordio import count_lines
+    from ..safeio import check_out_dir
     from .engine import SafetyFilter
-    from .records import count_lines
 
     if not input.exists():
         raise UserError(f"{input}: no such file")
+    check_out_dir(out, [input])
     f = SafetyFilter.from_yaml(policy)
     total = count_lines(input) if input.is_file() else None
     with _bar() as bar:

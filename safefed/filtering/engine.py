@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import recordio as rec
 from ..provenance import file_hash, package_versions
-from . import records as rec
 from .policy import ACTION_SEVERITY, Policy, load_policy
 from .scorers import Scorer, build_scorer
 
@@ -259,24 +259,32 @@ class SafetyFilter:
     def apply_file(
         self, path: str | Path, out: str | Path, progress: Callable[[int], None] | None = None
     ) -> FilterResult:
+        """Stream ``path`` into ``out/kept.jsonl``, ``out/quarantine.jsonl`` and ``out/summary.json``.
+
+        ``out`` is checked before anything is read (an input inside it is refused) and the files are
+        written into a temporary folder inside it, moved into place only when the run completes.
+        """
         import json
+
+        from ..safeio import output_dir
 
         path, out = Path(path), Path(out)
         source = rec.open_source(path)
-        out.mkdir(parents=True, exist_ok=True)
         kept_path, q_path = out / "kept.jsonl", out / "quarantine.jsonl"
-        with kept_path.open("w", encoding="utf-8") as kf, q_path.open("w", encoding="utf-8") as qf:
+        with output_dir(out, inputs=[path]) as tmp:
+            with (tmp / kept_path.name).open("w", encoding="utf-8") as kf, \
+                    (tmp / q_path.name).open("w", encoding="utf-8") as qf:
 
-            def sink(row: rec.Row, d: Decision) -> None:
-                (qf if d.quarantined else kf).write(rec.dumps(self.output(row, d)) + "\n")
+                def sink(row: rec.Row, d: Decision) -> None:
+                    (qf if d.quarantined else kf).write(rec.dumps(self.output(row, d)) + "\n")
 
-            counts = self.run(rec.rows(source, self.policy.fields, self.policy.max_chars), sink, progress)
-        summary = self._summary(
-            counts,
-            str(path),
-            {"input_hash": stream_hash(path), "outputs": {"kept": str(kept_path), "quarantine": str(q_path)}},
-        )
-        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+                counts = self.run(rec.rows(source, self.policy.fields, self.policy.max_chars), sink, progress)
+            summary = self._summary(
+                counts,
+                str(path),
+                {"input_hash": stream_hash(path), "outputs": {"kept": str(kept_path), "quarantine": str(q_path)}},
+            )
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
         return FilterResult(kept_path, q_path, summary)
 
     def _apply_dataframe(self, df, progress) -> FilterResult:

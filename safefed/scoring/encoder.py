@@ -22,7 +22,7 @@ class Encoder:
         quiet_transformers()
         self.name = name
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
-        self.model = AutoModel.from_pretrained(self.resolved.path, dtype=torch.float32).eval()
+        self.model = AutoModel.from_pretrained(self.resolved.path, dtype=torch.float32, use_safetensors=True).eval()
         self.max_length = max_length
         self.batch_size = batch_size
         self.dim = int(self.model.config.hidden_size)

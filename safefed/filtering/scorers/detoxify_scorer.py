@@ -33,11 +33,15 @@ class DetoxifyOptions(BaseModel):
 
 
 class DetoxifyScorer:
-    """Detoxify's sigmoid class scores, one category per Detoxify class."""
+    """Detoxify's sigmoid class scores, one category per Detoxify class.
+
+    Detoxify's own loader unpickles its checkpoints (``torch.load(..., weights_only=False)``), so a policy
+    naming a crafted file could run code. This scorer reads checkpoints itself with ``weights_only=True``
+    (tensors and plain containers only) and refuses anything else, then builds Detoxify's model from the
+    checkpoint's config (:func:`load_detoxify`).
+    """
 
     def __init__(self, opts: DetoxifyOptions, reads: Reads = "response", policy=None) -> None:
-        from detoxify import Detoxify
-
         checkpoint = None
         if opts.checkpoint:
             checkpoint = Path(opts.checkpoint).expanduser()
@@ -45,18 +49,7 @@ class DetoxifyScorer:
                 checkpoint = policy.path.parent / checkpoint
             if not checkpoint.is_file():
                 raise UserError(f"{opts.checkpoint}: Detoxify checkpoint not found")
-        try:
-            self.model = Detoxify(
-                opts.model_type,
-                checkpoint=str(checkpoint) if checkpoint else None,
-                device=opts.device,
-                huggingface_config_path=opts.huggingface_config_path,
-            )
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise UserError(
-                f"detoxify: cannot load {checkpoint or opts.model_type!r} ({exc.__class__.__name__}: "
-                f"{str(exc)[:200]}); offline, give `checkpoint:` a local Detoxify checkpoint"
-            ) from None
+        self.model = load_detoxify(opts.model_type, checkpoint, opts.device, opts.huggingface_config_path)
         self.opts = opts
         self.reads = reads
         self.name = "detoxify"
@@ -80,6 +73,72 @@ class DetoxifyScorer:
 
     def describe(self) -> dict:
         return {"type": "detoxify", "reads": self.reads, "model": self.source, "classes": self.categories}
+
+
+# Detoxify's names for its classes -> the ones its predictions use
+_CLASS_NAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
+MAX_CHECKPOINT_BYTES = 4_000_000_000
+
+
+def read_checkpoint(path: Path, device: str = "cpu") -> dict:
+    """A Detoxify checkpoint loaded with ``weights_only=True``; a file that needs more is refused."""
+    import pickle
+
+    import torch
+
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise UserError(f"{path}: Detoxify checkpoint larger than {MAX_CHECKPOINT_BYTES} bytes")
+    try:
+        loaded = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: refused: not loadable with torch.load(weights_only=True) ({first}); safefed "
+                        "loads only tensors and plain containers, never arbitrary pickled objects") from None
+    args = loaded.get("config", {}).get("arch", {}).get("args") if isinstance(loaded, dict) else None
+    classes = (loaded.get("config", {}).get("dataset", {}).get("args", {}).get("classes")
+               if isinstance(loaded, dict) else None)
+    if not isinstance(args, dict) or not isinstance(loaded.get("state_dict"), dict) or not isinstance(classes, list):
+        raise UserError(f"{path}: not a Detoxify checkpoint (needs config.arch.args, config.dataset.args.classes "
+                        "and state_dict)")
+    model_name, tokenizer_name = str(args.get("model_name", "")), str(args.get("tokenizer_name", ""))
+    if not model_name.endswith("ForSequenceClassification") or not tokenizer_name.endswith(("Tokenizer",
+                                                                                           "TokenizerFast")):
+        raise UserError(f"{path}: Detoxify checkpoint names model {model_name!r} / tokenizer {tokenizer_name!r}; "
+                        "expected a transformers *ForSequenceClassification and *Tokenizer class")
+    return loaded
+
+
+def load_detoxify(model_type: str, checkpoint: Path | None, device: str = "cpu",
+                  huggingface_config_path: str | None = None):
+    """A ``detoxify.Detoxify`` built from a checkpoint read by :func:`read_checkpoint`: a local file, or
+    the named model's release file (downloaded into torch's hub cache when the network allows)."""
+    import torch
+    from detoxify.detoxify import MODEL_URLS, Detoxify, get_model_and_tokenizer
+
+    if checkpoint is None:
+        if model_type not in MODEL_URLS:
+            raise UserError(f"detoxify: unknown model_type {model_type!r} (known: {', '.join(MODEL_URLS)})")
+        url = MODEL_URLS[model_type]
+        checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+        if not checkpoint.is_file():
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(url, str(checkpoint), progress=False)
+            except OSError as exc:
+                raise UserError(f"detoxify: cannot download {model_type!r} ({exc.__class__.__name__}); offline, "
+                                "give `checkpoint:` a local Detoxify checkpoint") from None
+    loaded = read_checkpoint(checkpoint, device)
+    try:
+        model, tokenizer = get_model_and_tokenizer(**loaded["config"]["arch"]["args"],
+                                                   state_dict=loaded["state_dict"],
+                                                   huggingface_config_path=huggingface_config_path)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"detoxify: cannot build the model of {checkpoint} ({exc.__class__.__name__}: "
+                        f"{str(exc)[:200]})") from None
+    detox = Detoxify.__new__(Detoxify)  # Detoxify.__init__ would unpickle the file again
+    detox.model, detox.tokenizer, detox.device = model.to(device), tokenizer, device
+    detox.class_names = [_CLASS_NAMES.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
+    return detox
 
 
 def make_checkpoint(

@@ -36,7 +36,7 @@ class HFClassifierScorer:
         quiet_transformers()
         self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.path)
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            self.resolved.path, dtype=torch.float32
+            self.resolved.path, dtype=torch.float32, use_safetensors=True
         ).eval()
         id2label = {int(i): str(lab) for i, lab in self.model.config.id2label.items()}
         unknown = sorted(set(opts.label_map) - set(id2label.values()))

@@ -1,9 +1,13 @@
-"""Training records in and out: streamed readers for every input kind, field extraction, validation.
+"""Training records in and out: one set of streamed readers for every input kind, field extraction,
+validation. The filter (``safefed filter``) and the revise step (``safefed revise``) both read through
+:func:`open_source` and :func:`extract`, so a file means the same thing to each.
 
 Each input row becomes a :class:`Row`: its position, the original record (every field kept; a line
 that is not JSON is kept as ``{"_raw": …}``), the prompt and response texts, and ``problem`` when
 the row is invalid (it then goes to quarantine with reason ``invalid: …``; nothing ever crashes on a
-bad row). Readers yield rows one at a time, so a JSONL of a million rows is never loaded at once.
+bad row). Readers yield rows one at a time, so a JSONL of a million rows is never loaded at once; a
+``.json`` file that holds one JSON array (pretty-printed or not) is read whole, up to
+``MAX_JSON_BYTES``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,30 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..errors import UserError
-from .policy import Fields
+from .errors import UserError
+from .safeio import read_bounded, regular_file
+
+MAX_LINE_BYTES = 64 * 2**20  # a longer JSONL line is an invalid row, read past without holding it
+MAX_JSON_BYTES = 512 * 2**20  # a .json array is parsed whole
+
+
+class Fields(Protocol):
+    """Which record keys hold the prompt and the response (the first one present wins)."""
+
+    prompt: list[str]
+    response: list[str]
+    messages: str | None
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """A plain :class:`Fields` (the filter's policy has its own, validated from YAML)."""
+
+    prompt: list[str]
+    response: list[str]
+    messages: str | None = None
 
 
 @dataclass
@@ -100,9 +124,28 @@ def extract(index: int, record: Any, fields: Fields, max_chars: int) -> Row:
 # --- readers -----------------------------------------------------------------------------------
 
 
+def _lines(fh) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per line; ``None`` for a line longer than ``MAX_LINE_BYTES`` (skipped)."""
+    n = 0
+    while True:
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        n += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (more := fh.readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
+                pass
+            yield n, None
+            continue
+        yield n, raw
+
+
 def _jsonl(path: Path) -> Iterator[tuple[Any, str | None]]:
     with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
+        for n, raw in _lines(fh):
+            if raw is None:
+                yield {"_line": n}, f"line {n} is longer than {MAX_LINE_BYTES} bytes"
+                continue
             if not raw.strip():
                 continue
             try:
@@ -119,6 +162,32 @@ def _jsonl(path: Path) -> Iterator[tuple[Any, str | None]]:
                 yield {"_raw": line.rstrip("\r\n"), "_line": n}, f"line {n} is not valid JSON ({exc.msg})"
             except RecursionError:
                 yield {"_raw": line[:1000], "_line": n}, f"line {n} is nested too deeply"
+
+
+def _starts_array(path: Path) -> bool:
+    """A ``.json`` file whose first non-blank character is ``[``: one JSON array, not JSON lines."""
+    with path.open("rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1] == b"["
+
+
+def _json_array(path: Path) -> Iterator[tuple[Any, str | None]]:
+    raw = read_bounded(path, MAX_JSON_BYTES)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}:1: JSON nested too deeply") from None
+    if not isinstance(data, list):
+        raise UserError(f"{path}:1: expected a JSON array of objects")
+    for item in data:
+        yield item, None
 
 
 def _csv(path: Path) -> Iterator[tuple[Any, str | None]]:
@@ -174,9 +243,10 @@ def open_source(path: str | Path) -> Iterator[tuple[Any, str | None]]:
         if (path / "dataset_info.json").exists() or (path / "state.json").exists():
             return _hf_disk(path)
         raise UserError(f"{path}: a folder, but not a saved Hugging Face dataset (no dataset_info.json)")
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    regular_file(path)
     suffix = path.suffix.lower()
+    if suffix == ".json" and _starts_array(path):
+        return _json_array(path)
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _jsonl(path)
     if suffix == ".csv":
@@ -196,7 +266,7 @@ def rows(source: Iterable[tuple[Any, str | None]], fields: Fields, max_chars: in
 
 def count_lines(path: Path) -> int | None:
     """Non-blank lines of a JSONL file (a cheap total for progress bars); None for other inputs."""
-    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".ndjson", ".json") or _starts_array(path):
         return None
     n = 0
     with path.open("rb") as fh:
