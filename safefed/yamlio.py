@@ -1,8 +1,8 @@
 """Hardened YAML loading with line numbers, and schema validation that reports ``FILE:LINE: problem``.
 
 Stricter than ``yaml.safe_load``: only regular files are read, their size capped before parsing,
-aliases are rejected (no alias bombs), nesting depth and node count are bounded, only the standard scalar tags are accepted,
-duplicate keys are errors, and every node keeps its line so schema errors point at the right place.
+aliases are rejected (no alias bombs), nesting depth and node count are bounded, only the standard
+scalar tags are accepted, duplicate keys are errors, and every node keeps its line so schema errors point at the right place.
 """
 
 from __future__ import annotations
