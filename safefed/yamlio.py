@@ -2,7 +2,8 @@
 
 Stricter than ``yaml.safe_load``: only regular files are read, their size capped before parsing,
 aliases are rejected (no alias bombs), nesting depth and node count are bounded, only the standard
-scalar tags are accepted, duplicate keys are errors, and every node keeps its line so schema errors point at the right place.
+scalar tags are accepted, duplicate keys are errors, and every node keeps its line so schema errors
+point at the right place.
 """
 
 from __future__ import annotations
