@@ -54,16 +54,17 @@ def main() -> None:
     if args.harmful_sample:
         config.harmful_sample = args.harmful_sample
     audit = AuditLog(out / "audit.jsonl")
-    aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit))
+    # each round's global model is checkpointed before its round_complete line: a killed run resumes from it
+    aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit),
+                                checkpoints=out / "checkpoints")
+    first, global_arrays = aggregator.resume(global_arrays)
 
     # clients: their own data, prepared locally before training
     datasets = client_datasets(args.clients, args.per_client, poisoned=tuple(args.poisoned), data_dir=args.data_dir)
     safety = None if args.no_filter else ClientSafety("default", constitution=None)
     prepared = [safety.prepare(d) if safety else None for d in datasets]
 
-    for rnd in range(1, args.rounds + 1):
-        if rnd in audit.completed_rounds():
-            continue
+    for rnd in range(first, args.rounds + 1):
         updates = [local_update(model, tok, global_arrays, p.pairs if p else records, f"client{c}",
                                 steps=args.local_steps, lr=args.lr, seed=rnd * 100 + c,
                                 metrics=p.metrics if p else None)
