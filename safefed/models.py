@@ -238,7 +238,9 @@ def check_adapter(adapter: str | Path) -> dict:
         with safe_open(str(weights), framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 - safe_open handles are not mappings
                 shape = fh.get_slice(key).get_shape()
-                if "lora_" in key and shape and min(shape) > MAX_LORA_RANK:
+                # PEFT's lora_A (and lora_embedding_A) is (rank, in, ...), lora_B (out, rank, ...)
+                rank_dim = 0 if "_A." in key else 1 if "_B." in key and len(shape) > 1 else None
+                if "lora_" in key and rank_dim is not None and shape[rank_dim] > MAX_LORA_RANK:
                     raise UserError(f"{weights}: tensor {key} has shape {tuple(shape)}: a rank above "
                                     f"{MAX_LORA_RANK}")
     except (SafetensorError, OSError, ValueError) as exc:

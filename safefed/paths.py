@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .safeio import regular_file
 
 _PKG = Path(__file__).resolve().parent
 ASSET_KINDS = ("eval", "filters", "constitutions", "demos")
@@ -38,8 +39,7 @@ def find_asset(kind: str, name_or_path: str | os.PathLike) -> Path:
     """Resolve a shipped asset by name (``default``) or a user's file by path."""
     path = Path(name_or_path).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise UserError(f"{path}: no such file")
+        regular_file(path, "YAML file")  # not a folder, FIFO or device
         return path
     shipped = assets_dir(kind) / f"{name_or_path}.yaml"
     if shipped.is_file():

@@ -21,7 +21,7 @@ from .audit import AuditLog
 from .client import ClientSafety, Prepared
 from .gate import GateDecision, UpdateGate
 from .rounds import gated_round
-from .updates import Arrays, Update
+from .updates import Arrays, Update, check_examples
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,12 @@ class PartitionOrderedGrid:
             if reply.has_error():
                 continue
             metrics = next(iter(reply.content.metric_records.values()), {})
-            order[reply.metadata.src_node_id] = int(metrics.get("partition-id", 1 << 30))
+            pid, problem = check_examples(metrics.get("partition-id", 1 << 30))  # a client's word: validate it
+            if problem is not None:
+                log.warning("node %s: partition-id %r is not a whole number; ordered last",
+                            reply.metadata.src_node_id, metrics.get("partition-id"))
+                continue
+            order[reply.metadata.src_node_id] = pid
         self.partitions = order
         self._order = sorted(nodes, key=lambda n: (order.get(n, 1 << 30), n))
 
