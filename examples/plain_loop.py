@@ -54,9 +54,10 @@ def main() -> None:
     if args.harmful_sample:
         config.harmful_sample = args.harmful_sample
     audit = AuditLog(out / "audit.jsonl")
-    # each round's global model is checkpointed before its round_complete line: a killed run resumes from it
-    aggregator = SafeAggregator(UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit),
-                                checkpoints=out / "checkpoints")
+    # each round's global model is checkpointed before its round_complete line: a killed run resumes from it;
+    # the gate's drift anchor stays the starting model, in a resumed run too
+    gate = UpdateGate(model, tok, config, data_dir=args.data_dir, audit=audit, anchor=global_arrays)
+    aggregator = SafeAggregator(gate, checkpoints=out / "checkpoints")
     first, global_arrays = aggregator.resume(global_arrays)
 
     # clients: their own data, prepared locally before training

@@ -40,13 +40,25 @@ def test_plain_loop_example_runs(tmp_path, data_dir, smollm2_path):
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "SAFEFED_DATA": str(data_dir), "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, str(root / "examples" / "plain_loop.py"), "--rounds", "1", "--clients", "2",
-                          "--per-client", "6", "--local-steps", "1", "--harmful-sample", "3",
-                          "--out", str(tmp_path / "loop")], capture_output=True, text=True, env=env, timeout=1200)
-    assert res.returncode == 0, res.stderr[-2000:]
+
+    def loop(rounds: int) -> None:
+        res = subprocess.run([sys.executable, str(root / "examples" / "plain_loop.py"), "--rounds", str(rounds),
+                              "--clients", "2", "--per-client", "6", "--local-steps", "1", "--harmful-sample", "3",
+                              "--out", str(tmp_path / "loop")], capture_output=True, text=True, env=env, timeout=1200)
+        assert res.returncode == 0, res.stderr[-2000:]
+
+    loop(1)
     rows = read_audit(tmp_path / "loop" / "audit.jsonl")
     assert [r["event"] for r in rows] == ["decision", "decision", "round_complete"]
     assert (tmp_path / "loop" / "adapter" / "adapter_config.json").exists()
+    # asked for two rounds, the same folder resumes: round 1 is not redone, round 2 starts from its model
+    first = (tmp_path / "loop" / "checkpoints" / "round-0001.safetensors").read_bytes()
+    loop(2)
+    rows = read_audit(tmp_path / "loop" / "audit.jsonl")
+    assert [(r["round"], r["event"]) for r in rows if r["event"] == "round_complete"] == [
+        (1, "round_complete"), (2, "round_complete")]
+    assert (tmp_path / "loop" / "checkpoints" / "round-0001.safetensors").read_bytes() == first
+    assert (tmp_path / "loop" / "checkpoints" / "round-0002.safetensors").exists()
 
 
 def test_client_safety_prepares_records(tiny_llama_path, data_dir):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,15 +27,22 @@ SIMULATION = textwrap.dedent("""
 
 
 def _descendants(root: int) -> dict[int, str]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-    children: dict[int, list[tuple[int, str]]] = {}
-    for line in out.splitlines():
-        pid, ppid, *args = line.split(None, 2)
-        children.setdefault(int(ppid), []).append((int(pid), args[0] if args else ""))
+    """pid -> command line of every process below ``root`` (read from /proc: ps cuts long lines)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # the process ended while we looked
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
     found, todo = {}, [root]
     while todo:
-        for pid, cmd in children.get(todo.pop(), []):
-            found[pid] = cmd
+        for pid in children.get(todo.pop(), []):
+            try:
+                found[pid] = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
             todo.append(pid)
     return found
 
