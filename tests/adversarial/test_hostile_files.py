@@ -187,3 +187,22 @@ def test_policy_and_constitution_on_a_fifo_exit_2(tmp_path, monkeypatch, capsys)
     assert code == 2 and "not a regular file" in err
     code, _, err = run_main(monkeypatch, capsys, "constitution", "validate", str(pipe))
     assert code == 2 and "not a regular file" in err
+
+
+def test_no_path_in_the_package_unpickles():
+    """A guard on the source: no call in safefed can unpickle (safetensors, JSON, ``weights_only=True``)."""
+    import ast
+
+    import safefed
+
+    def risky(call: ast.Call) -> bool:
+        name = ast.unparse(call.func)
+        kw = {k.arg: ast.unparse(k.value) for k in call.keywords}
+        return (name in ("pickle.load", "pickle.loads", "joblib.load", "dill.load")
+                or (name == "torch.load" and kw.get("weights_only") != "True")
+                or kw.get("allow_pickle") == "True" or kw.get("trust_remote_code") == "True")
+
+    root = Path(safefed.__file__).parent
+    hits = [f"{p.relative_to(root)}:{node.lineno}: {ast.unparse(node)[:80]}" for p in sorted(root.rglob("*.py"))
+            for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Call) and risky(node)]
+    assert not hits, hits
