@@ -65,6 +65,16 @@ class StrategyWrapper(Strategy):
         self.strategy.summary()
 
 
+def _shared_metric_keys(records: list[MetricRecord]) -> set[str]:
+    """Metric names every record carries in the same form (a number, or a list of one length): Flower's
+    strategies refuse to aggregate records whose keys or forms differ."""
+    def form(value) -> object:
+        return len(value) if isinstance(value, list) else "scalar"
+
+    keys = set.intersection(*(set(r) for r in records)) if records else set()
+    return {k for k in keys if len({form(r[k]) for r in records}) == 1}
+
+
 class SafetyGate(StrategyWrapper):
     """Wrap ``strategy`` so that updates failing the AdvBench gate never reach its aggregation."""
 
@@ -105,12 +115,17 @@ class SafetyGate(StrategyWrapper):
 
         def inner(admitted: list[Update], decided: list[GateDecision]) -> Arrays | None:
             by_update = {id(u): msg for u, msg in zip(updates, replies, strict=True)}
+            contents = [copy.deepcopy(by_update[id(u)].content) for u in admitted]  # FedMedian & co. empty
+            records = [next(iter(c.metric_records.values())) for c in contents]  # reply arrays in place
+            keep = _shared_metric_keys(records)
             messages = []
-            for u, d in zip(admitted, decided, strict=True):
-                msg = by_update[id(u)]
-                content = copy.deepcopy(msg.content)  # FedMedian & co. empty reply arrays in place
-                next(iter(content.metric_records.values()))[self.weighted_by_key] = d.n_examples_used
-                messages.append(Message(content=content, metadata=msg.metadata))
+            for u, d, content, record in zip(admitted, decided, contents, records, strict=True):
+                for key in set(record) - keep:  # one client's odd metric must not fail everyone's round
+                    log.warning("round %s: metric %r of node %s left out of the aggregation (not reported "
+                                "alike by every admitted client)", server_round, key, u.client)
+                    del record[key]
+                record[self.weighted_by_key] = d.n_examples_used
+                messages.append(Message(content=content, metadata=by_update[id(u)].metadata))
             arrays, inner_metrics[0] = self.strategy.aggregate_train(server_round, messages)
             return record_to_arrays(arrays) if arrays is not None else None
 

@@ -108,6 +108,36 @@ def test_flower_safety_gate_hostile_num_examples(cheap_gate, n):
     assert read_audit(audit_path)[-1]["event"] == "round_complete"
 
 
+def _reply(node: int, arrays: dict, metrics: dict):
+    import torch
+    from flwr.app import ArrayRecord, Message, Metadata, MetricRecord, RecordDict
+
+    content = RecordDict({"arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in arrays.items()}),
+                          "metrics": MetricRecord(metrics)})
+    meta = Metadata(run_id=1, message_id=f"m{node}", src_node_id=node, dst_node_id=0, reply_to_message_id="i",
+                    group_id="1", created_at=time.time(), ttl=60.0, message_type="train")
+    return Message(content=content, metadata=meta)
+
+
+def test_flower_one_clients_odd_metrics_do_not_fail_the_round(cheap_gate):
+    """Flower's strategies refuse metric records whose keys or forms differ: a valid update with an extra
+    or differently shaped metric must not make the whole round's aggregation fail."""
+    from flwr.serverapp.strategy import FedAvg
+
+    from safefed.federated.flower import SafetyGate
+
+    gate, g, audit_path = cheap_gate
+    wrapped = SafetyGate(FedAvg(), gate)
+    wrapped._global = g
+    arrays, metrics = wrapped.aggregate_train(1, [
+        _reply(1, perturbed(g, 1), {"num-examples": 10, "train-loss": 1.0}),
+        _reply(2, perturbed(g, 2), {"num-examples": 10, "train-loss": [1.0, 2.0], "extra": 7}),
+        _reply(3, perturbed(g, 3), {"num-examples": 10})])
+    assert arrays is not None and metrics["safefed-admitted"] == 3
+    last = read_audit(audit_path)[-1]
+    assert last["event"] == "round_complete" and last["changed"] and "aggregation failed" not in last["note"]
+
+
 def test_flower_malformed_and_failed_replies_are_rejected_with_reasons(cheap_gate):
     from flwr.app import Error, Message, Metadata, MetricRecord, RecordDict
     from flwr.serverapp.strategy import FedAvg
