@@ -251,7 +251,9 @@ def align_cmd(
 ) -> None:
     """Build the aligned starting adapter by server-side Constitutional AI, and measure it."""
     from ..align import build_aligned_adapter
+    from ..safeio import check_out_dir
 
+    check_out_dir(out)
     given = {"n_harmful": n_harmful, "n_lookalike": n_lookalike, "n_benign": n_benign, "steps": steps, "lr": lr,
              "batch_size": batch_size, "checker": checker, "candidates": candidates, "layers_from": layers_from,
              "decision_weight": decision_weight}

@@ -69,10 +69,12 @@ def demo_cmd(
     """The source paper's experiment in miniature: federated LoRA fine-tuning on poisoned client data, one
     Flower simulation per arm (baseline, filter, revise, gate, all; krum, median), measured on AdvBench,
     XSTest and JailbreakBench's benign behaviours."""
+    from ..safeio import check_out_dir
     from .config import load_demo_config, parse_arms
     from .report import results_table
     from .runner import DemoRunner
 
+    check_out_dir(out)
     cfg, source = load_demo_config(preset, config)
     chosen = parse_arms(arms) if arms else None
     quiet()

@@ -71,7 +71,7 @@ def _eval_args(out: Path, tiny: Path, data_dir: Path) -> list[str]:
     return ["eval", "advbench", "--model", str(tiny), "--limit", "1", "--out", str(out), "--data-dir", str(data_dir)]
 
 
-@pytest.mark.parametrize("command", ["filter", "revise", "eval"])
+@pytest.mark.parametrize("command", ["filter", "revise", "eval", "demo", "align"])
 def test_out_that_is_a_file_exits_2_before_any_work(tmp_path, monkeypatch, capsys, tiny_llama_path, data_dir,
                                                     command):
     src = _jsonl(tmp_path / "in.jsonl", PAIRS[:2])
@@ -79,7 +79,9 @@ def test_out_that_is_a_file_exits_2_before_any_work(tmp_path, monkeypatch, capsy
     out.write_text("my notes\n")
     args = {"filter": ["filter", str(src), "--policy", str(_lexicon(tmp_path)), "--out", str(out)],
             "revise": ["revise", str(src), "--model", "no-such-model-would-be-loaded-later", "--out", str(out)],
-            "eval": _eval_args(out, tiny_llama_path, data_dir)}[command]
+            "eval": _eval_args(out, tiny_llama_path, data_dir),
+            "demo": ["demo", "--preset", "smoke", "--out", str(out)],
+            "align": ["align", "--out", str(out)]}[command]
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == 2 and f"{out}: exists and is not a folder" in err and "Traceback" not in err
     assert out.read_text() == "my notes\n"
