@@ -123,7 +123,9 @@ def judge_train(
 ) -> None:
     """Fit the learned response judge on jailbreakbench-artifacts (AdvBench goals dropped)."""
     from .evaluation.judge_training import build_response_judge
+    from .safeio import check_out_file
 
+    check_out_file(out)
     head, metrics = build_response_judge(data_dir, seed=seed)
     head.save(out)
     table = Table(title=f"held-out agreement with `jailbroken` labels (n={metrics['held_out']['n']})")

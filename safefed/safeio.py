@@ -76,6 +76,19 @@ def check_out_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
     return out
 
 
+def check_out_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Fail now, before any work, unless ``out`` can be written as a file: not a folder, not one of
+    ``inputs`` (the run would replace what it reads), its folder creatable and writable."""
+    out = Path(out)
+    for inp in inputs:
+        if Path(inp).exists() and out.exists() and os.path.samefile(inp, out):
+            raise UserError(f"{out}: is also the input; choose another --out (writing there would replace it)")
+    if out.is_dir():
+        raise UserError(f"{out}: a folder; give --out a file name")
+    check_out_dir(out.parent)
+    return out
+
+
 @contextmanager
 def output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
     """Check ``out`` (:func:`check_out_dir`), then yield a temporary folder inside it; on success every

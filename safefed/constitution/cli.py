@@ -82,6 +82,7 @@ def import_cmd(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SAFEFED_DATA")] = None,
 ) -> None:
     """Convert principles from another format into a safefed constitution YAML (validated on write)."""
+    from ..safeio import check_out_file
     from .importers import import_constitution, to_yaml
     from .schema import load_constitution
 
@@ -94,8 +95,8 @@ def import_cmd(
         path = dataset_dir(src, data_dir) / "constitution_anthropic.json"
     if not path.is_file():
         raise UserError(f"{src}: no such file")
+    check_out_file(out, [path])
     c = import_constitution(path, name=name, fmt=fmt, few_shot=few_shot)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_yaml(c, header=f"Imported from {path.name} by `safefed constitution import`.\n"
                                      "Add categories and refusal_templates (5+ varied ones) per principle."),
                    encoding="utf-8")

@@ -138,8 +138,10 @@ def train_cmd(
     c: Annotated[float, typer.Option("--C", min=1e-4, help="Inverse regularisation strength.")] = 2.0,
 ) -> None:
     """Fit an embedding head (all-MiniLM-L6-v2 + logistic) and print held-out precision/recall/F1."""
+    from ..safeio import check_out_file
     from .training import train_from_file
 
+    check_out_file(out, [data])
     with _bar() as bar:
         task = bar.add_task("embedding", total=None)
         head, metrics = train_from_file(

@@ -159,3 +159,20 @@ def test_data_inputs_that_are_not_regular_files(tmp_path, kind):
         path = Path(kind)
     with pytest.raises(UserError):
         list(rows(open_source(path), FieldNames(["prompt"], ["response"]), 1000))
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["constitution", "import", "{src}", "--out", "{src}"], "is also the input"),
+    (["constitution", "import", "{src}", "--out", "{dir}"], "a folder; give --out a file name"),
+    (["filter", "train", "{src}", "--out", "{src}"], "is also the input"),
+    (["judge", "train", "--out", "{dir}"], "a folder; give --out a file name"),
+])
+def test_out_files_that_would_replace_an_input_or_are_folders(tmp_path, monkeypatch, capsys, args, expect):
+    src = tmp_path / "principles.json"
+    src.write_text('[{"name": "a", "critique_request": "c", "revision_request": "r"}]')
+    before = src.read_bytes()
+    (tmp_path / "folder").mkdir()
+    args = [a.format(src=src, dir=tmp_path / "folder") for a in args]
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2 and expect in err and "Traceback" not in err
+    assert src.read_bytes() == before
