@@ -79,13 +79,8 @@ def main() -> None:
         model = with_global_adapter(base, name=GLOBAL)
         train_lora(model, tok, safe_behaviour_pairs(64, 0, args.data_dir), steps=60, lr=1e-3, max_length=64)
     config = load_gate_config(args.gate)
-    if args.harmful_sample:
-        config.harmful_sample = args.harmful_sample
-    if args.stages:
-        config.stages = args.stages
-    if args.max_new_tokens:
-        config.max_new_tokens = args.max_new_tokens
-    config.seed += args.seed
+    config = config.overridden(harmful_sample=args.harmful_sample or None, stages=args.stages or None,
+                               max_new_tokens=args.max_new_tokens or None, seed=config.seed + args.seed)
     offset = 1000 * args.seed  # seed 0 keeps the seeds of the reported run
     (out / "audit.jsonl").unlink(missing_ok=True)  # one run's decisions: an earlier run's would be counted
     audit = AuditLog(out / "audit.jsonl")

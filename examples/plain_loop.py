@@ -50,9 +50,7 @@ def main() -> None:
     model, tok, _ = load_causal_lm("smollm2-135m-instruct")
     model = with_global_adapter(model, args.adapter, name=GLOBAL)
     global_arrays = lora_arrays(model, GLOBAL)
-    config = load_gate_config(args.gate)
-    if args.harmful_sample:
-        config.harmful_sample = args.harmful_sample
+    config = load_gate_config(args.gate).overridden(harmful_sample=args.harmful_sample)
     audit = AuditLog(out / "audit.jsonl")
     # each round's global model is checkpointed before its round_complete line: a killed run resumes from it;
     # the gate's drift anchor stays the starting model, in a resumed run too

@@ -273,3 +273,19 @@ def test_save_global_adapter_is_a_plain_peft_folder(tiny_peft, tmp_path):
     model, _ = tiny_peft
     out = save_global_adapter(model, tmp_path / "adapter", GLOBAL)
     assert (out / "adapter_config.json").exists() and not (out / GLOBAL).exists()
+
+
+def test_shipped_default_gate_yaml_is_the_gate_defaults():
+    """One home per setting: eval/gates/default.yaml states exactly GateConfig's defaults."""
+    from safefed.federated.gate import load_gate_config
+
+    assert load_gate_config("default") == GateConfig()
+
+
+def test_gate_overrides_are_validated():
+    from safefed.errors import UserError
+
+    cfg = GateConfig().overridden(harmful_sample=4, benign_sample=None)
+    assert cfg.harmful_sample == 4 and cfg.benign_sample == GateConfig().benign_sample
+    with pytest.raises(UserError, match="harmful_sample"):
+        GateConfig().overridden(harmful_sample=0)

@@ -291,11 +291,8 @@ def server_main(grid: Grid, context: Context, cfg: FedConfig, hooks: ServerHooks
     strategy = make_strategy(cfg, cfg.num_clients)
     gate = cai = None
     if cfg.gate:
-        gcfg = load_gate_config(cfg.gate)
-        if cfg.gate_harmful_sample:
-            gcfg.harmful_sample = cfg.gate_harmful_sample
-        if cfg.gate_benign_sample is not None:
-            gcfg.benign_sample = cfg.gate_benign_sample
+        gcfg = load_gate_config(cfg.gate).overridden(harmful_sample=cfg.gate_harmful_sample or None,
+                                                     benign_sample=cfg.gate_benign_sample)
         audit = hooks.audit if hooks.audit is not None else AuditLog(out / "audit.jsonl")
         gate = SafetyGate(strategy, UpdateGate(model, tok, gcfg, data_dir=cfg.data_dir, audit=audit,
                                                anchor=hooks.anchor))

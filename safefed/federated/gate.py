@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import data as datasets
+from ..errors import UserError
 from ..evaluation.judges import Judge, make_judge
 from ..evaluation.runner import judge_generations
 from ..generation import Generator
@@ -77,6 +78,17 @@ class GateConfig(BaseModel):
     examples_cap_factor: float | None = Field(3.0, gt=0)
     check_aggregate: bool = True
     rule: GateRule = GateRule()
+
+    def overridden(self, **changes) -> GateConfig:
+        """A copy with ``changes`` (None values ignored), validated like the YAML: an override out of range
+        is a one-line UserError, not a silently invalid setting."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        try:
+            return GateConfig.model_validate({**self.model_dump(), **given})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise UserError(f"gate setting {where}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 def load_gate_config(name_or_path: str | Path = "default") -> GateConfig:
