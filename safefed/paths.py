@@ -39,7 +39,7 @@ def find_asset(kind: str, name_or_path: str | os.PathLike) -> Path:
     """Resolve a shipped asset by name (``default``) or a user's file by path."""
     path = Path(name_or_path).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists():
-        regular_file(path, "YAML file")  # not a folder, FIFO or device
+        regular_file(path)  # not a folder, FIFO or device
         return path
     shipped = assets_dir(kind) / f"{name_or_path}.yaml"
     if shipped.is_file():
