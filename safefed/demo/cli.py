@@ -74,9 +74,9 @@ def demo_cmd(
     from .report import results_table
     from .runner import DemoRunner
 
-    check_out_dir(out)
     cfg, source = load_demo_config(preset, config)
     chosen = parse_arms(arms) if arms else None
+    check_out_dir(out)  # after the config: a mistake in it writes nothing
     quiet()
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
