@@ -350,11 +350,11 @@ class PartitionOrderedGrid:
         for reply in grid.send_and_receive(msgs, timeout=timeout):
             if reply.has_error():
                 continue
-            metrics = next(iter(reply.content.metric_records.values()), {})
-            pid, problem = check_examples(metrics.get("partition-id", 1 << 30))  # a client's word: validate it
+            raw = next(iter(reply.content.metric_records.values()), {}).get("partition-id")
+            pid, problem = check_examples(raw)  # a client's word: a whole number, or the node goes last
             if problem is not None:
                 log.warning("node %s: partition-id %r is not a whole number; ordered last",
-                            reply.metadata.src_node_id, metrics.get("partition-id"))
+                            reply.metadata.src_node_id, raw)
                 continue
             order[reply.metadata.src_node_id] = pid
         self.partitions = order

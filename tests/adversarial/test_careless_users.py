@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_main
+from hostile import not_a_regular_file
 
 from safefed.errors import UserError
 from safefed.recordio import FieldNames, open_source, rows
@@ -147,16 +148,7 @@ def test_a_json_file_that_is_neither_array_nor_lines(tmp_path):
 
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "folder"])
 def test_data_inputs_that_are_not_regular_files(tmp_path, kind):
-    import os
-
-    if kind == "fifo":
-        path = tmp_path / "in.jsonl"
-        os.mkfifo(path)
-    elif kind == "folder":
-        path = tmp_path / "in.jsonl"
-        path.mkdir()
-    else:
-        path = Path(kind)
+    path = not_a_regular_file(tmp_path, kind, "in.jsonl")
     with pytest.raises(UserError):
         list(rows(open_source(path), FieldNames(["prompt"], ["response"]), 1000))
 

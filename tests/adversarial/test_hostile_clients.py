@@ -14,11 +14,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
-from hostile import perturbed, poisoned
+from hostile import metadata, perturbed, poisoned, reply
 
 from safefed.errors import UserError
 from safefed.federated.audit import AuditLog, read_audit
@@ -81,42 +80,22 @@ def test_whole_float_counts_are_fine(cheap_gate):
 
 @pytest.mark.parametrize("n", [math.nan, math.inf, -1.0, 2.5, None])
 def test_flower_safety_gate_hostile_num_examples(cheap_gate, n):
-    import torch
-    from flwr.app import ArrayRecord, Message, Metadata, MetricRecord, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
     from safefed.federated.flower import SafetyGate, record_to_arrays
 
     gate, g, audit_path = cheap_gate
-
-    def reply(node: int, arrays: dict, count) -> Message:
-        metrics = {"train-loss": 1.0} if count is None else {"num-examples": count, "train-loss": 1.0}
-        content = RecordDict({"arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in arrays.items()}),
-                              "metrics": MetricRecord(metrics)})
-        meta = Metadata(run_id=1, message_id=f"m{node}", src_node_id=node, dst_node_id=0, reply_to_message_id="i",
-                        group_id="1", created_at=time.time(), ttl=60.0, message_type="train")
-        return Message(content=content, metadata=meta)
-
     wrapped = SafetyGate(FedAvg(), gate)
     wrapped._global = g
-    arrays, metrics = wrapped.aggregate_train(1, [reply(1, perturbed(g, 1), n), reply(2, perturbed(g, 2), 10),
-                                                  reply(3, perturbed(g, 3), 10)])
+    hostile = {"train-loss": 1.0} if n is None else {"num-examples": n, "train-loss": 1.0}
+    good = {"num-examples": 10, "train-loss": 1.0}
+    arrays, metrics = wrapped.aggregate_train(1, [reply(1, perturbed(g, 1), hostile), reply(2, perturbed(g, 2), good),
+                                                  reply(3, perturbed(g, 3), good)])
     assert arrays is not None and _finite(record_to_arrays(arrays))
     assert metrics["safefed-rejected"] == 1 and metrics["safefed-admitted"] == 2
     bad = next(r for r in _decisions(audit_path) if r["client"] == "1")
     assert bad["decision"] == "reject" and "num-examples" in bad["reason"]
     assert read_audit(audit_path)[-1]["event"] == "round_complete"
-
-
-def _reply(node: int, arrays: dict, metrics: dict):
-    import torch
-    from flwr.app import ArrayRecord, Message, Metadata, MetricRecord, RecordDict
-
-    content = RecordDict({"arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in arrays.items()}),
-                          "metrics": MetricRecord(metrics)})
-    meta = Metadata(run_id=1, message_id=f"m{node}", src_node_id=node, dst_node_id=0, reply_to_message_id="i",
-                    group_id="1", created_at=time.time(), ttl=60.0, message_type="train")
-    return Message(content=content, metadata=meta)
 
 
 def test_flower_one_clients_odd_metrics_do_not_fail_the_round(cheap_gate):
@@ -130,28 +109,23 @@ def test_flower_one_clients_odd_metrics_do_not_fail_the_round(cheap_gate):
     wrapped = SafetyGate(FedAvg(), gate)
     wrapped._global = g
     arrays, metrics = wrapped.aggregate_train(1, [
-        _reply(1, perturbed(g, 1), {"num-examples": 10, "train-loss": 1.0}),
-        _reply(2, perturbed(g, 2), {"num-examples": 10, "train-loss": [1.0, 2.0], "extra": 7}),
-        _reply(3, perturbed(g, 3), {"num-examples": 10})])
+        reply(1, perturbed(g, 1), {"num-examples": 10, "train-loss": 1.0}),
+        reply(2, perturbed(g, 2), {"num-examples": 10, "train-loss": [1.0, 2.0], "extra": 7}),
+        reply(3, perturbed(g, 3), {"num-examples": 10})])
     assert arrays is not None and metrics["safefed-admitted"] == 3
     last = read_audit(audit_path)[-1]
     assert last["event"] == "round_complete" and last["changed"] and "aggregation failed" not in last["note"]
 
 
 def test_flower_malformed_and_failed_replies_are_rejected_with_reasons(cheap_gate):
-    from flwr.app import Error, Message, Metadata, MetricRecord, RecordDict
+    from flwr.app import Error, Message
     from flwr.serverapp.strategy import FedAvg
 
     from safefed.federated.flower import SafetyGate
 
     gate, g, audit_path = cheap_gate
-
-    def meta(node):
-        return Metadata(run_id=1, message_id=f"m{node}", src_node_id=node, dst_node_id=0, reply_to_message_id="i",
-                        group_id="1", created_at=time.time(), ttl=60.0, message_type="train")
-
-    no_arrays = Message(content=RecordDict({"metrics": MetricRecord({"num-examples": 10})}), metadata=meta(1))
-    failed = Message(error=Error(code=1, reason="boom"), metadata=meta(2))
+    no_arrays = reply(1, None, {"num-examples": 10})
+    failed = Message(error=Error(code=1, reason="boom"), metadata=metadata(2))
     wrapped = SafetyGate(FedAvg(), gate)
     wrapped._global = g
     arrays, metrics = wrapped.aggregate_train(1, [no_arrays, failed])
@@ -201,7 +175,6 @@ def test_every_update_invalid_completes_the_round(cheap_gate):
 # partition ids reported by clients --------------------------------------------------------------------
 
 def test_partition_order_survives_hostile_partition_ids(monkeypatch):
-    from flwr.app import Message, Metadata, MetricRecord, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
     from safefed.federated.flower import PartitionOrderedGrid
@@ -215,10 +188,8 @@ def test_partition_order_survives_hostile_partition_ids(monkeypatch):
 
         def send_and_receive(self, msgs, timeout=None):
             pids = {11: 1, 22: math.nan, 33: 0}
-            return [Message(content=RecordDict({"m": MetricRecord({"partition-id": pids[m.metadata.dst_node_id]})}),
-                            metadata=Metadata(run_id=1, message_id="x", src_node_id=m.metadata.dst_node_id,
-                                              dst_node_id=0, reply_to_message_id="q", group_id="", created_at=0.0,
-                                              ttl=60.0, message_type="query")) for m in msgs]
+            return [reply(m.metadata.dst_node_id, None, {"partition-id": pids[m.metadata.dst_node_id]}, "query")
+                    for m in msgs]
 
     grid = PartitionOrderedGrid(Grid())
     assert grid.get_node_ids() == [33, 11, 22]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_main
+from hostile import not_a_regular_file
 
 from safefed.errors import UserError
 
@@ -160,17 +161,11 @@ def _gate_validate(path: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "folder", "too big"])
 def test_gate_validate_on_something_not_a_config_file(tmp_path, kind):
-    if kind == "fifo":
-        path = tmp_path / "pipe.yaml"
-        os.mkfifo(path)
-    elif kind == "folder":
-        path = tmp_path / "gates.yaml"
-        path.mkdir()
-    elif kind == "too big":
+    if kind == "too big":
         path = tmp_path / "big.yaml"
         path.write_text("# padding\n" * 200_000)
     else:
-        path = Path(kind)
+        path = not_a_regular_file(tmp_path, kind, "gate.yaml")
     started = time.perf_counter()
     res = _gate_validate(str(path))
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
@@ -178,8 +173,7 @@ def test_gate_validate_on_something_not_a_config_file(tmp_path, kind):
 
 
 def test_policy_and_constitution_on_a_fifo_exit_2(tmp_path, monkeypatch, capsys):
-    pipe = tmp_path / "policy.yaml"
-    os.mkfifo(pipe)
+    pipe = not_a_regular_file(tmp_path, "fifo", "policy.yaml")
     data = tmp_path / "in.jsonl"
     data.write_text('{"prompt": "hi", "response": "hello"}\n')
     code, _, err = run_main(monkeypatch, capsys, "filter", str(data), "--policy", str(pipe),
