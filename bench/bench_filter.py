@@ -1,9 +1,13 @@
 """Filter benchmarks: backend throughput on this machine, and the default policy's quality figures.
 
     python bench/bench_filter.py speed     --out bench/results/filter_speed.json
+    python bench/bench_filter.py models    --out bench/results/filter_models.json   # student, guard
     python bench/bench_filter.py responses --out-dir ~/.cache/safefed/filter-eval   # SmolLM2 answers (slow)
     python bench/bench_filter.py quality   --responses ~/.cache/safefed/filter-eval \
         --out bench/results/filter_quality.json
+
+``models``: the student (pair classifier) against its raw encoder on the same pairs, and the guard LLM
+batched against one pair at a time, with its achieved FLOP/s against this machine's fp32 matmul peak.
 
 ``speed``: rows/s of the raw encoder, the embedding backend (same unique pairs; then with duplicates),
 the lexicon backend on ~300-character pairs (next to a plain Python regex alternation), Detoxify's
@@ -166,6 +170,65 @@ def speed(args: argparse.Namespace) -> dict:
     return results
 
 
+def _matmul_peak(n: int = 2048, reps: int = 5) -> float:
+    """FLOP/s of a square fp32 matmul on this machine now (the best of ``reps``)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(torch.mm, a, b)[0] for _ in range(reps))
+    return 2 * n**3 / best
+
+
+def models(args: argparse.Namespace) -> dict:
+    """The student against its raw encoder, and the guard batched against one pair at a time (one run)."""
+    import torch
+
+    from safefed.filtering import SafetyFilter
+    from safefed.scoring.guard import GuardModel
+
+    results: dict = {"threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    pairs = _pairs(args.rows)
+    prompts, responses = [p for p, _ in pairs], [r for _, r in pairs]
+    f = SafetyFilter.from_yaml("default")
+    student = f.scorers[0]
+    model = student.model
+    base = model.encoder  # LoRA merged: the raw encoder's architecture and cost
+
+    @torch.inference_mode()
+    def raw_encoder() -> None:
+        for b in range(0, len(pairs), 64):
+            batch = model.tokenize(prompts[b:b + 64], responses[b:b + 64])
+            base(**batch)
+
+    f.check_pairs(prompts[:64], responses[:64])  # warm-up
+    raw_encoder()
+    raw_t = min((_timed(raw_encoder) for _ in range(2)), key=lambda t: t[0])
+    stu_t = min((_timed(f.check_pairs, prompts, responses) for _ in range(2)), key=lambda t: t[0])
+    results["encoder_raw"] = _rates(len(pairs), raw_t)
+    results["student_filter"] = _rates(len(pairs), stu_t)
+    results["student_vs_raw"] = {"wall": round(raw_t[0] / stu_t[0], 3), "cpu": round(raw_t[1] / stu_t[1], 3)}
+
+    guard = GuardModel(args.guard, batch_size=args.guard_batch)
+    gp, gr = prompts[:args.guard_pairs], responses[:args.guard_pairs]
+    guard.p_unsafe(gp[:2], gr[:2])  # warm-up
+    guard.generator.stats.prompt_tokens = 0
+    batched = _timed(guard.p_unsafe, gp, gr)
+    tokens = guard.generator.stats.prompt_tokens - guard.generator.stats.cached_prompt_tokens
+    one = _timed(lambda: [guard.p_unsafe([p], [r]) for p, r in zip(gp, gr, strict=True)])
+    n_params = sum(p.numel() for p in guard.generator.model.parameters())
+    flops = 2 * n_params * tokens  # forward pass over the tokens actually run (the shared prefix once per batch)
+    peak = _matmul_peak()
+    results["guard"] = {
+        "model": args.guard, "pairs": len(gp), "batch_size": args.guard_batch,
+        "batched_pairs_per_s": round(len(gp) / batched[0], 3), "one_by_one_pairs_per_s": round(len(gp) / one[0], 3),
+        "batched_vs_one_by_one": round(one[0] / batched[0], 3),
+        "achieved_gflops": round(flops / batched[0] / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
+        "share_of_peak": round(flops / batched[0] / peak, 3),
+    }
+    return results
+
+
 def responses(args: argparse.Namespace) -> dict:
     """SmolLM2-135M-Instruct answers to XSTest's safe prompts and JailbreakBench's behaviours (CPU: slow)."""
     from safefed import data
@@ -203,19 +266,41 @@ def responses(args: argparse.Namespace) -> dict:
     return {"model": resolved.provenance(), "max_new_tokens": args.max_new_tokens, "sets": done}
 
 
+def _f1(sets: dict) -> dict:
+    """F1 of "unsafe" for every pair of sets NAME/unsafe + NAME/safe (recall and FPR on each side)."""
+    out = {}
+    for name in sorted({k.rsplit("/", 1)[0] for k in sets if k.endswith("/unsafe")}):
+        pos, neg = sets.get(f"{name}/unsafe"), sets.get(f"{name}/safe")
+        if not pos or not neg:
+            continue
+        tp, fp = pos["k"], neg["k"]
+        fn = pos["n"] - tp
+        out[name] = round(2 * tp / max(1, 2 * tp + fp + fn), 4)
+    return out
+
+
 def quality(args: argparse.Namespace) -> dict:
     from safefed.filtering import SafetyFilter
     from safefed.filtering.measure import measure, measurement_sets
     from safefed.provenance import package_versions
 
     sets = measurement_sets(responses_dir=args.responses)
-    report = {"policies": {}, "versions": package_versions()}
+    if args.limit:  # a seeded sample per set, for the slow guard policies
+        rng = random.Random(0)
+        sets = {k: (e, rng.sample(p, min(args.limit, len(p))), w + f" (sample of {args.limit})")
+                for k, (e, p, w) in sets.items()}
+    report = {"policies": {}, "versions": package_versions(), "limit_per_set": args.limit}
     for policy in args.policy:
         f = SafetyFilter.from_yaml(policy)
-        report["policies"][policy] = {
-            "policy": f.describe(),
-            "sets": measure(f, sets, progress=lambda s, p=policy: console.print(f"{p}: {s}")),
-        }
+        start = time.perf_counter()
+        measured = measure(f, sets, progress=lambda s, p=policy: console.print(f"{p}: {s}"))
+        report["policies"][policy] = {"policy": f.describe(), "sets": measured, "f1": _f1(measured),
+                                      "seconds": round(time.perf_counter() - start, 1)}
+        cascade = [s for s in f.scorers if getattr(s, "name", "") == "cascade"]
+        if cascade:
+            c = cascade[0]
+            report["policies"][policy]["sent_to_guard"] = {"pairs": c.sent, "of": c.seen,
+                                                           "share": round(c.sent / max(1, c.seen), 4)}
     table = Table(title="filter quality (recall on unsafe sets, false-positive rate on safe sets)")
     table.add_column("set")
     table.add_column("n", justify="right")
@@ -230,6 +315,9 @@ def quality(args: argparse.Namespace) -> dict:
             )
         table.add_row(name, str(len(pairs)), *cells)
     console.print(table)
+    for policy in args.policy:
+        extra = {k: report["policies"][policy].get(k) for k in ("f1", "sent_to_guard", "seconds")}
+        console.print(f"{policy}: {json.dumps(extra)}")
     return report
 
 
@@ -242,6 +330,12 @@ def main() -> None:
     s.add_argument("--detoxify-rows", type=int, default=64)
     s.add_argument("--stream-rows", type=int, default=1_000_000)
     s.add_argument("--out", type=Path)
+    m = sub.add_parser("models")
+    m.add_argument("--rows", type=int, default=1000)
+    m.add_argument("--guard", default="qwen2.5-coder-1.5b-instruct")
+    m.add_argument("--guard-pairs", type=int, default=16)
+    m.add_argument("--guard-batch", type=int, default=8)
+    m.add_argument("--out", type=Path)
     r = sub.add_parser("responses")
     r.add_argument("--out-dir", default="~/.cache/safefed/filter-eval")
     r.add_argument("--max-new-tokens", type=int, default=48)
@@ -249,12 +343,13 @@ def main() -> None:
     q = sub.add_parser("quality")
     q.add_argument("--responses", type=Path, default=Path("~/.cache/safefed/filter-eval").expanduser())
     q.add_argument("--policy", action="append", default=None)
+    q.add_argument("--limit", type=int, default=None, help="a seeded sample of at most N pairs per set")
     q.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.what == "quality" and not args.policy:
         args.policy = ["default"]
-    result = {"speed": speed, "responses": responses, "quality": quality}[args.what](args)
-    if args.what == "speed":
+    result = {"speed": speed, "models": models, "responses": responses, "quality": quality}[args.what](args)
+    if args.what in ("speed", "models"):
         table = Table(title="filter throughput (rows/s, this machine)")
         table.add_column("measure")
         table.add_column("value", justify="right")

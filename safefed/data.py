@@ -152,6 +152,64 @@ def _constitutional_ai(d: Path) -> list[Record]:
     return [{"id": f"cai-{i}", **p} for i, p in enumerate(data["constitutions"])]
 
 
+def _coconot(d: Path) -> list[Record]:
+    return [{"id": f"coconot-{r['id']}", "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
+             "category": r["category"], "subcategory": r["subcategory"], "label": "benign"}
+            for r in _read_jsonl(d / "coconot_pref.jsonl")]
+
+
+def _cyberseceval_frr(d: Path) -> list[Record]:
+    rows = json.loads((d / "mitre_frr.json").read_text(encoding="utf-8"))
+    return [{"id": f"frr-{i}", "prompt": r["mutated_prompt"], "label": "benign"} for i, r in enumerate(rows)]
+
+
+def _diasafety(d: Path) -> list[Record]:
+    out = []
+    for split in ("train", "val", "test"):
+        for i, r in enumerate(json.loads((d / f"{split}.json").read_text(encoding="utf-8"))):
+            out.append({"id": f"diasafety-{split}-{i}", "prompt": r["context"], "response": r["response"],
+                        "category": r["category"], "split": split,
+                        "label": "harmful" if r["label"] == "Unsafe" else "benign"})
+    return out
+
+
+# GPTFuzz question indices whose text is word for word in hh-rlhf-harmless-base's test file: drop them
+# wherever hh-rlhf is measured
+GPTFUZZ_IN_HH_TEST = frozenset({
+    14, 15, 17, 18, 19, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 47, 48, 49, 50, 51, 52, 53, 54, 66, 71, 77, 81, 82
+})
+
+
+def _gptfuzz(d: Path) -> list[Record]:
+    questions = {r["index"]: r["text"] for r in _read_csv(d / "question_list.csv")}
+    out = []
+    for split in ("train", "evaluate"):
+        for i, r in enumerate(_read_csv(d / f"{split}.csv")):
+            q = int(r["question"])
+            out.append({"id": f"gptfuzz-{split}-{i}", "prompt": questions[r["question"]], "response": r["Response"],
+                        "question": q, "split": split, "in_hh_rlhf_test": q in GPTFUZZ_IN_HH_TEST,
+                        "label": "harmful" if r["label"] == "1" else "benign"})
+    return out
+
+
+def _safetext(d: Path) -> list[Record]:
+    data = json.loads((d / "SafeText.json").read_text(encoding="utf-8"))
+    out = []
+    for n, (scenario, advice) in enumerate(data.items()):
+        for label, key in (("harmful", "unsafe"), ("benign", "safe")):
+            for j, text in enumerate(advice.get(key, [])):
+                out.append({"id": f"safetext-{n}-{key}-{j}", "prompt": scenario, "response": text,
+                            "scenario": n, "label": label})
+    return out
+
+
+def _ailuminate(d: Path) -> list[Record]:
+    rows = _read_csv(d / "airr_official_1.0_demo_en_us_prompt_set_release.csv")
+    return [{"id": r["release_prompt_id"], "prompt": r["prompt_text"], "hazard": r["hazard"], "persona": r["persona"],
+             "label": "harmful"} for r in rows]
+
+
 REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("advbench", {
         "harmful_behaviors.csv": f"{_GH}/llm-attacks/llm-attacks/098262edf85f807224e70ecd87b9d83716bf6b73/"
@@ -188,6 +246,32 @@ REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
         "constitution_anthropic.json": f"{_GH}/huggingface/llm-swarm/c3249dbfd060befa36e51048b4c632dbb00eec64/"
                                        "examples/constitutional-ai/constitution_anthropic.json"},
         _constitutional_ai, "16 critique/revision principle pairs (HF llm-swarm)"),
+    DatasetSpec("coconot-pref", {
+        "coconot_pref.jsonl": f"{_GH}/allenai/noncompliance/25bf77cc668814360405cdb8197c4368205806c7/data/"
+                              "coconot_pref.jsonl"}, _coconot,
+        "927 prompts (479 benign but unsafe-sounding) with a helpful and a less preferred answer"),
+    DatasetSpec("cyberseceval-frr", {
+        "mitre_frr.json": f"{_GH}/meta-llama/PurpleLlama/4be64c3a24442b51c76175e6ec67722cc3f5fe38/"
+                          "CybersecurityBenchmarks/datasets/mitre_frr/mitre_frr.json"}, _cyberseceval_frr,
+        "750 benign borderline security requests (no answers)"),
+    DatasetSpec("diasafety", {
+        f"{s}.json": f"{_GH}/thu-coai/DiaSafety/5106a041b1c7e36f30e02a97c44897a7f2057278/DiaSafety_dataset/{s}.json"
+        for s in ("train", "val", "test")}, _diasafety, "11,209 (context, response) pairs labelled Safe/Unsafe"),
+    DatasetSpec("gptfuzz-labeled", {
+        **{f"{s}.csv": f"{_GH}/sherdencooper/GPTFuzz/1eddeb565740ae311b5f4950492b011a6f866fe7/datasets/"
+                       f"responses_labeled/{s}.csv" for s in ("train", "evaluate")},
+        "question_list.csv": f"{_GH}/sherdencooper/GPTFuzz/1eddeb565740ae311b5f4950492b011a6f866fe7/datasets/"
+                             "questions/question_list.csv",
+    }, _gptfuzz,
+        "7,700 responses to 100 harmful questions labelled harmful compliance or not"),
+    DatasetSpec("safetext", {
+        "SafeText.json": f"{_GH}/sharonlevy/SafeText/25bb7a8c4a00634bc0ea1b5e85bec85cf32f36aa/SafeText.json"},
+        _safetext, "367 everyday scenarios with safe and unsafe advice"),
+    DatasetSpec("ailuminate-demo", {
+        "airr_official_1.0_demo_en_us_prompt_set_release.csv":
+            f"{_GH}/mlcommons/ailuminate/769cc2be9d20c8d4fb26ce53b68865ed41dfb8e2/"
+            "airr_official_1.0_demo_en_us_prompt_set_release.csv"}, _ailuminate,
+        "1,200 harmful prompts over MLCommons' hazards (no answers)"),
 ]}
 
 

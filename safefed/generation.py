@@ -133,7 +133,7 @@ class Generator:
     def generate(self, prompts: Sequence[str], adapter_names: Sequence[str] | None = None,
                  progress: Callable[[int], None] | None = None) -> list[Generation]:
         """Responses for ``prompts`` in input order; ``progress(n)`` is called after each batch."""
-        return self._generate_encoded([self.encode(p) for p in prompts], adapter_names, progress)
+        return self.generate_encoded([self.encode(p) for p in prompts], adapter_names, progress)
 
     @torch.inference_mode()
     def generate_chats(self, conversations: Sequence[Sequence[dict]],
@@ -141,7 +141,7 @@ class Generator:
                        progress: Callable[[int], None] | None = None) -> list[Generation]:
         """Next assistant turn for each multi-turn chat, batched like :meth:`generate`."""
         encoded = [self.encode_messages(c) for c in conversations]
-        return self._generate_encoded(encoded, adapter_names, progress)
+        return self.generate_encoded(encoded, adapter_names, progress)
 
     def _shared_prefix(self, encoded: list[tuple[list[int], bool]]) -> int:
         """Length of the token prefix all rows share, leaving every row at least one token of its own;
@@ -194,7 +194,7 @@ class Generator:
         finally:
             self.model.base_model.set_adapter(active if len(active) > 1 else active[0])
 
-    def _generate_encoded(self, encoded: list[tuple[list[int], bool]], adapter_names: Sequence[str] | None,
+    def generate_encoded(self, encoded: list[tuple[list[int], bool]], adapter_names: Sequence[str] | None,
                           progress: Callable[[int], None] | None) -> list[Generation]:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
         batches = [order[b:b + self.batch_size] for b in range(0, len(order), self.batch_size)]
@@ -205,6 +205,48 @@ class Generator:
 
         return self._run(encoded, batches, lambda prefix: self._adapter_prefix_groups(prefix, names),
                          names.__getitem__, batch_kwargs, progress)
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, encoded: Sequence[Sequence[int]], token_ids: Sequence[int],
+                            progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        """log P(token | prompt) of ``token_ids`` at the position after each tokenised prompt: one forward
+        pass per batch, left-padded, the prefix every prompt shares run once; float32 ``[n, len(token_ids)]``
+        in input order. Batched and one-by-one agree (tested)."""
+        device = next(self.model.parameters()).device
+        rows = [list(ids) for ids in encoded]
+        out = torch.empty((len(rows), len(token_ids)), dtype=torch.float32)
+        if not rows:
+            return out
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids()[0]
+        n_shared = self._shared_prefix([(r, False) for r in rows])
+        prefix = rows[0][:n_shared]
+        kv = self._prefix_kv(prefix) if prefix else None
+        if kv is None:
+            prefix = []
+        n_prefix = len(prefix)
+        wanted = torch.tensor(list(token_ids), device=device)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        start = time.perf_counter()
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            input_ids, mask = left_padded([rows[i][n_prefix:] for i in idx], pad, prefix)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            kwargs = {}
+            if kv is not None:
+                kwargs[self._cache_kwarg()] = DynamicCache(
+                    [(k.expand(len(idx), *k.shape[1:]).contiguous(), v.expand(len(idx), *v.shape[1:]).contiguous())
+                     for k, v in kv], config=self.model.config)
+                self.stats.cached_prompt_tokens += n_prefix * len(idx)
+            logits = self.model(input_ids=input_ids[:, n_prefix:].to(device), attention_mask=mask.to(device),
+                                position_ids=positions[:, n_prefix:].to(device), use_cache=kv is not None,
+                                **kwargs).logits[:, -1, :].float()
+            out[idx] = torch.log_softmax(logits, dim=-1)[:, wanted].cpu()
+            self.stats.prompt_tokens += sum(len(rows[i]) for i in idx)
+            self.stats.batches += 1
+            if progress:
+                progress(len(idx))
+        self.stats.seconds += time.perf_counter() - start
+        return out
 
     def _prefix_kv(self, prefix: list[int], rows: int = 1, **kwargs) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """The prefix's (key, value) per layer for ``rows`` identical rows; None if the model's cache is

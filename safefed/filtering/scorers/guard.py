@@ -1,9 +1,10 @@
-"""``guard``: a Llama-Guard-style generative classifier; S1-S14 categories parsed from its answer.
+"""``guard``: an instruct model (or Llama Guard 3) as a Llama-Guard-style classifier of the pair.
 
-Built on :mod:`safefed.scoring.guard` (prompt building, parsing, model wrapper). ``reads: prompt`` asks
-about the user turn; ``response``/``pair`` about the agent turn. An answer that cannot be parsed
-scores the ``unparsed`` category (policies usually ``flag`` it); ``unsafe`` without a code scores
-``unspecified``.
+Built on :mod:`safefed.scoring.guard`. ``reads: prompt`` asks about the user turn; ``response`` /
+``pair`` about the agent turn (a row without a response is judged on its user turn). The score is
+P(unsafe) from the first answer token, reported under the hazard code the model names when P(unsafe)
+reaches ``categorize_above`` (one short greedy continuation for those rows only), else under
+``unspecified``; ``p_unsafe`` is kept as a diagnostic.
 """
 
 from __future__ import annotations
@@ -12,55 +13,54 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...scoring.guard import HAZARDS, GuardVerdict
+from ...scoring.guard import DEFAULT_GUARD, HAZARDS
 from .base import Reads, ScoreRow, register_scorer
 
 
 class GuardOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "meta-llama/Llama-Guard-3-8B"
+    model: str = DEFAULT_GUARD
     batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(12, ge=1)
+    max_text_tokens: int = Field(384, ge=16, description="prompt and response are each cut to this")
+    categorize_above: float = Field(0.5, ge=0.0, le=1.0, description="ask the hazard code at this P(unsafe)")
+    device: str | None = None
+    dtype: str = "float32"
 
 
 class GuardScorer:
-    """One score per hazard code (1.0 when the guard names it), plus ``unspecified`` and ``unparsed``."""
+    """One score per hazard code (P(unsafe) under the code the guard names), plus ``unspecified``."""
 
     def __init__(self, opts: GuardOptions, reads: Reads = "pair", policy=None, classifier=None) -> None:
         if classifier is None:
             from ...scoring.guard import GuardModel
 
-            classifier = GuardModel(
-                opts.model, batch_size=opts.batch_size, max_new_tokens=opts.max_new_tokens
-            )
+            classifier = GuardModel(opts.model, batch_size=opts.batch_size, max_text_tokens=opts.max_text_tokens,
+                                    device=opts.device, dtype=opts.dtype)
         self.classifier = classifier
         self.opts = opts
         self.reads = reads
         self.name = "guard"
-        self.categories = [*HAZARDS, "unspecified", "unparsed"]
+        self.categories = [*HAZARDS, "unspecified"]
 
     @staticmethod
-    def row(verdict: GuardVerdict) -> ScoreRow:
-        """Scores of one parsed guard answer."""
-        row = dict.fromkeys([*HAZARDS, "unspecified", "unparsed"], 0.0)
-        if verdict.unsafe is None:
-            row["unparsed"] = 1.0
-        elif verdict.unsafe:
-            for code in verdict.categories:
-                row[code] = 1.0
-            if not verdict.categories:
-                row["unspecified"] = 1.0
+    def row(p_unsafe: float, codes: Sequence[str] = ()) -> ScoreRow:
+        """The score row of one pair: P(unsafe) under each named code (else ``unspecified``)."""
+        row = dict.fromkeys([*HAZARDS, "unspecified"], 0.0)
+        for code in codes or ("unspecified",):
+            row[code] = p_unsafe
+        row["p_unsafe"] = p_unsafe
         return row
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[ScoreRow]:
-        if self.reads == "prompt":
-            resp: list[str | None] = [None] * len(prompts)
-            asked = list(prompts)
-        else:  # judge the agent turn; a response without a prompt is judged after an empty user turn
-            resp = [r if r else None for r in responses]
-            asked = list(prompts)
-        return [self.row(v) for v in self.classifier.classify(asked, resp)]
+        asked = list(prompts)
+        # judge the agent turn; a row without a response is judged on its user turn
+        resp: list[str | None] = [None] * len(prompts) if self.reads == "prompt" else [r or None for r in responses]
+        probs = self.classifier.p_unsafe(asked, resp)
+        flagged = [i for i, p in enumerate(probs) if p >= self.opts.categorize_above]
+        codes = dict(zip(flagged, self.classifier.hazards([asked[i] for i in flagged], [resp[i] for i in flagged]),
+                         strict=True))
+        return [self.row(p, codes.get(i, ())) for i, p in enumerate(probs)]
 
     def describe(self) -> dict:
         resolved = getattr(self.classifier, "resolved", None)
@@ -68,6 +68,7 @@ class GuardScorer:
             "type": "guard",
             "reads": self.reads,
             "model": resolved.provenance() if resolved else self.opts.model,
+            "max_text_tokens": self.opts.max_text_tokens,
             "hazards": HAZARDS,
         }
 
