@@ -285,6 +285,9 @@ def quality(args: argparse.Namespace) -> dict:
     from safefed.provenance import package_versions
 
     sets = measurement_sets(responses_dir=args.responses)
+    if args.sets:
+        wanted = args.sets.split(",")
+        sets = {k: v for k, v in sets.items() if any(k.startswith(w) for w in wanted)}
     if args.limit:  # a seeded sample per set, for the slow guard policies
         rng = random.Random(0)
         sets = {k: (e, rng.sample(p, min(args.limit, len(p))), w + f" (sample of {args.limit})")
@@ -344,6 +347,7 @@ def main() -> None:
     q.add_argument("--responses", type=Path, default=Path("~/.cache/safefed/filter-eval").expanduser())
     q.add_argument("--policy", action="append", default=None)
     q.add_argument("--limit", type=int, default=None, help="a seeded sample of at most N pairs per set")
+    q.add_argument("--sets", default=None, help="comma-separated set-name prefixes to measure (default: all)")
     q.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.what == "quality" and not args.policy:

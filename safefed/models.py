@@ -32,7 +32,9 @@ class ResolvedModel:
     note: str = ""
 
     def provenance(self) -> dict:
-        return {"name": self.name, "hf_id": self.hf_id, "path": str(self.path), "source": self.source,
+        from .paths import portable
+
+        return {"name": self.name, "hf_id": self.hf_id, "path": portable(self.path), "source": self.source,
                 "note": self.note}
 
 

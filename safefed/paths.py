@@ -20,6 +20,23 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def portable(path: str | os.PathLike) -> str:
+    """A path as reports record it, without this machine's layout: shipped assets and artifacts relative
+    to the package (``constitutions/default.yaml``), the cache as ``$SAFEFED_CACHE/...``, the home folder
+    as ``~/...``; anything else as given."""
+    p = Path(path).expanduser()
+    try:
+        p = p.resolve()
+    except OSError:
+        return str(path)
+    cache = Path(os.environ.get("SAFEFED_CACHE") or Path.home() / ".cache" / "safefed").expanduser().resolve()
+    roots = [(base, "") for base in (_PKG / "_assets", _PKG.parent) if base.is_dir()]
+    for base, prefix in [(cache, "$SAFEFED_CACHE/"), (_PKG, "safefed/"), *roots, (Path.home().resolve(), "~/")]:
+        if p == base or base in p.parents:
+            return prefix + str(p.relative_to(base))
+    return str(path)
+
+
 def assets_dir(kind: str) -> Path:
     """Folder of shipped YAML files of ``kind``: inside the wheel, else the source checkout's top level."""
     if kind not in ASSET_KINDS:

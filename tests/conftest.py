@@ -29,8 +29,21 @@ def smollm2():
 
 
 @pytest.fixture(scope="session")
-def smollm2_path(smollm2) -> Path:
-    return smollm2[2].path
+def smollm2_path() -> Path:
+    """The folder of SmolLM2-135M-Instruct (converted once), without loading the model."""
+    from safefed.models import resolve
+
+    return resolve("smollm2-135m-instruct").path
+
+
+# a test that uses one of these fixtures runs a real model: it is marked `slow` (pytest -m "not slow")
+REAL_MODEL_FIXTURES = {"smollm2", "guard", "default_filter"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def make_tiny_llama(tokenizer_dir: Path, out: Path, seed: int = 0) -> Path:

@@ -156,3 +156,16 @@ def test_wheel_carries_yaml_assets(tmp_path):
     assert "safefed/_assets/eval/advbench.yaml" in names
     assert "safefed/_assets/eval/judges/refusal_markers.yaml" in names
     assert "safefed/artifacts/response_judge.json" in names
+
+
+def test_shipped_artifacts_hold_no_machine_paths():
+    """Reports record paths portably (paths.portable): nothing shipped names the machine it was built on."""
+    import re
+
+    from safefed.filtering.artifacts import ARTIFACTS
+    from safefed.paths import portable
+
+    absolute = re.compile(r'"(/(?:work|root|home|tmp|Users)/[^"]*)"')
+    for f in ARTIFACTS.rglob("*.json"):
+        assert not absolute.findall(f.read_text()), f
+    assert portable(ARTIFACTS / "filter_student") == "safefed/artifacts/filter_student"

@@ -160,7 +160,9 @@ class LoadedConstitution(BaseModel):
 
     def provenance(self) -> dict:
         c = self.constitution
-        return {"name": c.name, "version": c.version, "path": str(self.path), "hash": self.sha256,
+        from ..paths import portable
+
+        return {"name": c.name, "version": c.version, "path": portable(self.path), "hash": self.sha256,
                 "n_principles": len(c.principles), "sampling": c.sampling.model_dump(mode="json")}
 
 

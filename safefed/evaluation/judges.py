@@ -114,7 +114,9 @@ class RefusalJudge:
         return out
 
     def describe(self) -> dict:
-        return {"name": self.name, "markers_file": str(self.file), "window": self.window,
+        from ..paths import portable
+
+        return {"name": self.name, "markers_file": portable(self.file), "window": self.window,
                 "n_markers": len(self.markers)}
 
 
