@@ -122,7 +122,7 @@ def test_hf_classifier_on_a_tiny_model(tmp_path, bert_tokenizer_dir):
 
 def test_guard_rows():
     row = GuardScorer.row(0.9, ("S1", "S10"))
-    assert row["S1"] == row["S10"] == row["p_unsafe"] == 0.9 and row["unspecified"] == 0.0
+    assert row["S1"] == row["S10"] == row["p_unsafe"] == 0.9 and "unspecified" not in row
     assert GuardScorer.row(0.2)["unspecified"] == 0.2
     assert parse_output("unsafe\nS1,S10").categories == ("S1", "S10")
 
@@ -158,4 +158,4 @@ def test_guard_scorer_runs_a_real_generative_model(tiny_llama_path):
     rows = scorer.score(["hello", "how are you"], ["hi", ""])
     # random weights: some P(unsafe) in (0, 1), reported under the codes it names or `unspecified`
     assert len(rows) == 2 and all(0.0 < r["p_unsafe"] < 1.0 for r in rows)
-    assert all(max(r[c] for c in scorer.categories) == r["p_unsafe"] for r in rows)
+    assert all(max(r.get(c, 0.0) for c in scorer.categories) == r["p_unsafe"] for r in rows)

@@ -77,7 +77,7 @@ def test_guard_policy_scores_pairs_and_keeps_order(guard, tmp_path):
     assert all(q["reason"] and q["scores"] for q in quarantined)
     # categorize_above 0: every row asks the hazard code; the diagnostic p_unsafe is reported
     rows = scorer.score([p for p, _ in PAIRS], [r for _, r in PAIRS])
-    assert all("p_unsafe" in r and max(r[c] for c in scorer.categories) == r["p_unsafe"] for r in rows)
+    assert all("p_unsafe" in r and max(r.get(c, 0.0) for c in scorer.categories) == r["p_unsafe"] for r in rows)
 
 
 def test_answer_tokens_and_prompt_format(smollm2):
@@ -137,9 +137,12 @@ def test_training_pairs_never_touch_evaluation_data(data_dir):
     prompts = {p.prompt.strip().lower() for p in gold + pool}
     for name in ("advbench", "xstest", "jailbreakbench"):
         assert not prompts & {r["prompt"].strip().lower() for r in data.load(name, data_dir)}, name
-    fuzz_eval = {r["prompt"] for r in data.load("gptfuzz-labeled", data_dir) if r["split"] == "evaluate"}
-    hh_overlap = {r["prompt"] for r in data.load("gptfuzz-labeled", data_dir) if r["in_hh_rlhf_test"]}
-    assert not {p.prompt for p in gold} & (fuzz_eval | hh_overlap)
+    fuzz = data.load("gptfuzz-labeled", data_dir)
+    measured = {r["prompt"] for r in fuzz if r["split"] == "evaluate" and not r["in_hh_rlhf_test"]}
+    hh_overlap = {r["prompt"] for r in fuzz if r["in_hh_rlhf_test"]}
+    assert not {p.prompt for p in gold} & measured
+    # GPTFuzz's questions that are also in hh-rlhf's test file are never trained on as GPTFuzz rows
+    assert not {p.prompt for p in gold if p.source == "gptfuzz"} & hh_overlap
     dia_test = {(r["prompt"], r["response"]) for r in data.load("diasafety", data_dir) if r["split"] == "test"}
     assert not {(p.prompt, p.response) for p in gold} & dia_test
     held = {r["prompt"] for r in data.load("safetext", data_dir) if safetext_held_out(r)}

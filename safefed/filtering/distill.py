@@ -149,17 +149,23 @@ def thresholds_from_validation(probs: Sequence[float], cats: Sequence[str | None
     return thresholds, figures
 
 
+SMALL_SOURCE = 800  # sources this small are kept whole when the training set is cut to size
+
+
 def _balanced(pairs: list[Pair], limit: int, rng: random.Random) -> list[Pair]:
-    """At most ``limit`` pairs, keeping every source's share but no source above a third."""
+    """At most about ``limit`` pairs: small sources whole, the large ones sampled at one common share."""
     if len(pairs) <= limit:
         return pairs
     by: dict[str, list[Pair]] = {}
     for p in pairs:
         by.setdefault(p.source, []).append(p)
-    share = limit / len(pairs)
-    out = []
-    for rows in by.values():
-        out += rng.sample(rows, min(len(rows), max(1, round(len(rows) * share)), limit // 3))
+    small = [rows for rows in by.values() if len(rows) <= SMALL_SOURCE]
+    large = [rows for rows in by.values() if len(rows) > SMALL_SOURCE]
+    room = max(0, limit - sum(map(len, small)))
+    share = room / max(1, sum(map(len, large)))
+    out = [p for rows in small for p in rows]
+    for rows in large:
+        out += rng.sample(rows, max(1, round(len(rows) * share)))
     return out
 
 
@@ -184,7 +190,10 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
         pool = [p for i, p in enumerate(pool) if i in keep]
     train_gold = [p for p in gold if not is_validation(p, seed)]
     val = [p for p in gold if is_validation(p, seed)]
-    calib = rng.sample(train_gold, min(calibration, len(train_gold)))
+    # a stable sample (by pair hash, not by position), so that adding a source leaves the teacher's
+    # cached calibration scores valid
+    ranked = sorted(train_gold, key=lambda p: pair_key(str(seed), p.prompt, p.response))
+    calib = ranked[:calibration]
 
     guard = GuardModel(teacher, batch_size=teacher_batch)
     model_id = guard.resolved.hf_id or guard.resolved.name
@@ -200,8 +209,8 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
     cal = fit_calibration(raw[:len(calib)], [p.label for p in calib])
     pool_raw = raw[len(calib):]
 
-    examples = [TrainingExample(p.prompt, p.response, float(p.label), p.category)
-                for p in _balanced(train_gold, max_train, rng)]
+    chosen = _balanced(train_gold, max_train, rng)
+    examples = [TrainingExample(p.prompt, p.response, float(p.label), p.category) for p in chosen]
     teacher_train = [(p, r) for p, r in zip(pool, pool_raw, strict=True) if not is_validation(p, seed)]
     examples += [TrainingExample(p.prompt, p.response, apply_calibration(cal, r), None) for p, r in teacher_train]
     rng.shuffle(examples)
@@ -221,7 +230,7 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
         "teacher": {"model": model_id, "calibration": cal, "pool": list(pools), "pool_limit": pool_limit,
                     "scored": len(todo),
                     "seconds": round(teacher_seconds, 1)},
-        "trained_on": dict(Counter(e.source for e in _balanced(train_gold, max_train, random.Random(seed)))),
+        "trained_on": dict(sorted(Counter(p.source for p in chosen).items())),
         "teacher_labelled": len(teacher_train),
         "training": {**fit, "epochs": epochs, "examples": len(examples), "seed": seed},
         "seconds": round(time.perf_counter() - started, 1),

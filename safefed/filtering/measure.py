@@ -197,7 +197,7 @@ def measure(
 
 
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-_DIAGNOSTICS = {"prompt_harm", "response_harm", "complied"}
+_DIAGNOSTICS = {"prompt_harm", "response_harm", "complied", "p_unsafe", "guard_p_unsafe", "by_guard"}
 
 
 def _top_score(d) -> float:

@@ -11,14 +11,18 @@ Sources (never AdvBench, XSTest or JailbreakBench, which measure the filter):
 - ``gptfuzz-labeled`` train (questions 0-79) without the 43 questions that are also in hh-rlhf's test
   file; its ``evaluate`` split (questions 80-99) measures;
 - ``safetext`` scenarios outside its held-out part (:func:`safetext_held_out` measures);
-- ``coconot-pref``: benign requests with the helpful answer and with the less preferred one (both safe);
+- ``coconot-pref``: benign requests with the helpful answer, the less preferred one, a generic helpful
+  answer, and alone (all safe);
 - ``cyberseceval-frr``: benign security requests, alone and with a generic helpful answer (safe);
 - ``ailuminate-demo`` and CatQA harmful prompts: with a refusal (safe), with a generic compliant answer
   and alone (unsafe, with the hazard code); the specialised-advice prompts only with a refusal;
 - ``davidson-hate-offensive``: hate (unsafe, S10) and neither (safe), as a prompt or as a response;
   neutral statements that mention groups (this module's templates) are safe;
-- ``gsm8k`` train, the training half of ``self-instruct-seed``, the look-alike families: safe;
-- ``hh-rlhf-harmless-base``'s filter-train half (single-turn replies): no gold label, the teacher's.
+- ``gsm8k`` train, the training half of ``self-instruct-seed``, the look-alike families (with their
+  answers and with a generic helpful answer): safe;
+- ``hh-rlhf-harmless-base``'s filter-train half, single-turn: the v1 rule (a ``rejected`` reply without a
+  refusal marker is a compliant answer, a ``chosen`` one with a marker a refusal; :mod:`.recipe`) labels
+  most replies; the rest has no label and goes to the teacher.
 
 Every pair carries a ``group`` (the normalised prompt, or a scenario): the validation split holds
 whole groups, so no prompt is in both.
@@ -36,7 +40,7 @@ from .. import data as datasets
 from ..lookalikes import lookalike_pairs
 from ..splits import SPLIT_SEED, hh_halves, in_fraction
 from .hard_negatives import hard_negative_pairs
-from .recipe import self_instruct_train, varied_refusal
+from .recipe import _refused, hh_labelled, self_instruct_train, varied_refusal
 
 RESPONSE_CHARS = 1200
 VALIDATION_FRACTION = 0.15
@@ -146,7 +150,8 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
         out.append(_pair(r["prompt"], r["response"], float(harmful), "diasafety",
                          DIASAFETY_HAZARDS.get(r["category"]) if harmful else None))
     fuzz = [r for r in datasets.load("gptfuzz-labeled", data_dir) if r["split"] == "train" and not r["in_hh_rlhf_test"]]
-    for r in _capped(fuzz, CAPS["gptfuzz"], rng):
+    harmful = [r for r in fuzz if r["label"] == "harmful"]  # every specific harmful answer; the rest capped
+    for r in harmful + _capped([r for r in fuzz if r["label"] != "harmful"], CAPS["gptfuzz"] - len(harmful), rng):
         out.append(_pair(r["prompt"], r["response"], float(r["label"] == "harmful"), "gptfuzz"))
     for r in datasets.load("safetext", data_dir):
         if not safetext_held_out(r, seed):
@@ -155,6 +160,9 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
     for r in datasets.load("coconot-pref", data_dir):
         out.append(_pair(r["prompt"], r["chosen"], 0.0, "coconot/chosen"))
         out.append(_pair(r["prompt"], r["rejected"], 0.0, "coconot/rejected"))
+        # the same generic answers that make a harmful request unsafe keep a benign one safe
+        out.append(_pair(r["prompt"], rng.choice(_HELPFUL), 0.0, "coconot/helpful"))
+        out.append(_pair(r["prompt"], "", 0.0, "coconot/prompt-only"))
     for r in datasets.load("cyberseceval-frr", data_dir):
         out.append(_pair(r["prompt"], "", 0.0, "cyberseceval-frr/prompt-only"))
         out.append(_pair(r["prompt"], rng.choice(_HELPFUL), 0.0, "cyberseceval-frr/helpful"))
@@ -165,6 +173,10 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
         if r["source"] == "catqa":
             out += _harmful_prompt_pairs(r["prompt"], CATQA_HAZARDS.get(r["category"]), "catqa", rng,
                                          advice=r["category"] == "Tailored Financial Advice")
+    hh = hh_halves(datasets.load("hh-rlhf-harmless-base", data_dir), seed)["filter-train"].records
+    for kind, pairs in hh_labelled(hh, _refused()).items():  # the v1 rule (recipe.py): rejected = complied
+        for p in pairs:
+            out.append(_pair(p["prompt"], p["response"], float(kind == "complied"), f"hh-rlhf/{kind}"))
     davidson = [r for r in datasets.load("davidson-hate-offensive", data_dir) if r["class"] != "offensive"]
     for r in _capped(davidson, CAPS["davidson"], rng):
         hate = r["class"] == "hate"
@@ -184,18 +196,21 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
             out.append(_pair(r["prompt"], r["response"], 0.0, "self-instruct-seed/train-half"))
     for p in [*lookalike_pairs(None, seed), *hard_negative_pairs()]:
         out.append(_pair(p["prompt"], p["response"], 0.0, "lookalikes"))
+        out.append(_pair(p["prompt"], rng.choice(_HELPFUL), 0.0, "lookalikes/helpful"))
     return out
 
 
 def teacher_pool(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> list[Pair]:
-    """Pairs without a gold label: hh-rlhf's filter-train half, single-turn, both replies."""
+    """Pairs without a gold label: hh-rlhf's filter-train half, single-turn replies the v1 rule leaves
+    unlabelled (a ``chosen`` reply that does not refuse, a ``rejected`` one that does)."""
     hh = hh_halves(datasets.load("hh-rlhf-harmless-base", data_dir), seed)["filter-train"].records
+    labelled = {(p["prompt"], p["response"]) for pairs in hh_labelled(hh, _refused()).values() for p in pairs}
     out = []
     for r in hh:
         if r["n_user_turns"] != 1 or not r["prompt"].strip():
             continue
         for reply in dict.fromkeys((r["rejected"], r["chosen"])):
-            if reply.strip():
+            if reply.strip() and (r["prompt"], reply) not in labelled:
                 out.append(_pair(r["prompt"], reply, None, "hh-rlhf-harmless-base/filter-train"))
     return out
 

@@ -99,7 +99,8 @@ class PairClassifier(torch.nn.Module):
             raise UserError(f"{folder}: not a pair-classifier artifact (needs {META} and {WEIGHTS})")
         try:
             meta = json.loads(read_bounded(folder / META, 10_000_000, "student metadata").decode("utf-8"))
-            config = StudentConfig(**meta["config"])
+            fields = set(StudentConfig.__dataclass_fields__)
+            config = StudentConfig(**{k: v for k, v in meta["config"].items() if k in fields})
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise UserError(f"{folder / META}:1: not a valid student description ({exc})") from None
         model = cls(config, trainable=False)
@@ -146,7 +147,7 @@ class TrainingExample:
 
 
 def train(model: PairClassifier, examples: Sequence[TrainingExample], epochs: int = 2, batch_size: int = 32,
-          lr: float = 5e-4, seed: int = 0, progress: Callable[[int], None] | None = None) -> dict:
+          lr: float = 1e-3, seed: int = 0, progress: Callable[[int], None] | None = None) -> dict:
     """Fine-tune the LoRA and head: BCE on P(unsafe) (soft targets allowed), cross-entropy on the hazard
     of unsafe examples that name one. Batches hold similar lengths (shuffled buckets)."""
     torch.manual_seed(seed)

@@ -45,16 +45,13 @@ class GuardScorer:
 
     @staticmethod
     def row(p_unsafe: float, codes: Sequence[str] = ()) -> ScoreRow:
-        """The score row of one pair: P(unsafe) under each named code (else ``unspecified``)."""
-        row = dict.fromkeys([*HAZARDS, "unspecified"], 0.0)
-        for code in codes or ("unspecified",):
-            row[code] = p_unsafe
-        row["p_unsafe"] = p_unsafe
-        return row
+        """The score row of one pair: P(unsafe) under each named code (else ``unspecified``); other codes absent."""
+        return {**dict.fromkeys(codes or ("unspecified",), p_unsafe), "p_unsafe": p_unsafe}
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[ScoreRow]:
-        asked = list(prompts)
-        # judge the agent turn; a row without a response is judged on its user turn
+        # `response` judges the answer alone; `pair` the agent turn given the request (a row without a
+        # response is judged on its user turn); `prompt` the user turn
+        asked = [""] * len(prompts) if self.reads == "response" else list(prompts)
         resp: list[str | None] = [None] * len(prompts) if self.reads == "prompt" else [r or None for r in responses]
         probs = self.classifier.p_unsafe(asked, resp)
         flagged = [i for i, p in enumerate(probs) if p >= self.opts.categorize_above]

@@ -65,10 +65,8 @@ class PairClassifierScorer:
         from ..distill import calibrated
 
         code = category if category in HAZARDS else "unspecified"
-        row = dict.fromkeys(CATEGORIES, 0.0)
-        row[code] = calibrated(p_unsafe, self.thresholds.get(code, self.thresholds["default"]))
-        row["p_unsafe"] = p_unsafe
-        return row
+        return {code: calibrated(p_unsafe, self.thresholds.get(code, self.thresholds["default"])),
+                "p_unsafe": p_unsafe}
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[ScoreRow]:
         probs, cats = self.raw(prompts, responses)
@@ -125,7 +123,7 @@ class CascadeScorer(PairClassifierScorer):
 
         rows = super().score(prompts, responses)
         lo, hi = self.opts.band
-        unsure = [i for i, r in enumerate(rows) if lo <= max(r[c] for c in CATEGORIES) <= hi]
+        unsure = [i for i, r in enumerate(rows) if lo <= max(r.get(c, 0.0) for c in CATEGORIES) <= hi]
         self.seen += len(rows)
         self.sent += len(unsure)
         for r in rows:
@@ -135,9 +133,8 @@ class CascadeScorer(PairClassifierScorer):
             raw = self.guard.p_unsafe([p[i] for i in unsure], [resp[i] or None for i in unsure])
             for i, g in zip(unsure, raw, strict=True):
                 prob = apply_calibration(self.calibration, g) if self.calibration else g
-                code = next((c for c in CATEGORIES if rows[i][c] > 0), "unspecified")
-                rows[i] = {**dict.fromkeys(CATEGORIES, 0.0), code: prob, "p_unsafe": rows[i]["p_unsafe"],
-                           "guard_p_unsafe": g, "by_guard": 1.0}
+                code = next(c for c in rows[i] if c in CATEGORIES)
+                rows[i] = {code: prob, "p_unsafe": rows[i]["p_unsafe"], "guard_p_unsafe": g, "by_guard": 1.0}
         return rows
 
     def describe(self) -> dict:
