@@ -46,7 +46,7 @@ def _lexicon_policy(tmp_path: Path, extra: str = "") -> Path:
 
 
 def test_shipped_policies_validate():
-    for name in ("default", "embedding", "strict", "detoxify", "guard", "llama-guard", "cascade"):
+    for name in ("default", "student", "strict", "detoxify", "guard", "llama-guard", "cascade"):
         policy = load_policy(name)
         assert policy.name == name and policy.scorers
 
@@ -56,7 +56,7 @@ def test_default_judges_the_pair(default_filter):
     complied, refused, everyday = default_filter.check_pairs(list(prompts), list(responses))
     assert isinstance(complied, Decision)
     assert complied.unsafe and complied.action == "revise" and complied.categories
-    assert "pair-classifier" in complied.reason and complied.scores["pair-classifier"]["p_unsafe"] > 0.5
+    assert "embedding" in complied.reason and complied.scores["embedding"]["complied"] > 0.5
     assert not refused.unsafe and refused.action == "keep"
     assert not everyday.unsafe
     assert default_filter.check_pairs([], []) == []

@@ -204,10 +204,10 @@ def test_teacher_scoring_resumes_after_kill_9(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_filter():
-    return SafetyFilter.from_yaml("default")
+    return SafetyFilter.from_yaml("student")
 
 
-def test_default_policy_is_the_student(default_filter):
+def test_student_policy_loads_the_shipped_student(default_filter):
     scorer = default_filter.scorers[0]
     assert scorer.name == "pair-classifier"
     meta = scorer.meta
