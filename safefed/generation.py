@@ -129,6 +129,10 @@ class Generator:
         ids.update(eos if isinstance(eos, list) else [eos])
         return sorted(i for i in ids if i is not None)
 
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self._stop_ids()[0]
+
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], adapter_names: Sequence[str] | None = None,
                  progress: Callable[[int], None] | None = None) -> list[Generation]:
@@ -217,7 +221,7 @@ class Generator:
         out = torch.empty((len(rows), len(token_ids)), dtype=torch.float32)
         if not rows:
             return out
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids()[0]
+        pad = self._pad_id()
         n_shared = self._shared_prefix([(r, False) for r in rows])
         prefix = rows[0][:n_shared]
         kv = self._prefix_kv(prefix) if prefix else None
@@ -277,7 +281,7 @@ class Generator:
         """Generate each batch of row ids (rows in the given order); results in row order. The shared
         prefix is run once per group (``prefix_groups``) and row i starts from its group's cache."""
         stop = self._stop_ids()
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stop[0]
+        pad = self._pad_id()
         results: list[Generation | None] = [None] * len(encoded)
         device = next(self.model.parameters()).device
         start = time.perf_counter()

@@ -12,6 +12,15 @@ DEFAULT_COMPLIANCE_HEAD = "filter_compliance_head.json"
 DEFAULT_STUDENT = "filter_student"
 
 
+def resolve_artifact(value: str, policy=None) -> Path:
+    """An artifact named in a policy: relative to the policy's folder (``policy.resolve_path``), else a
+    path that exists, else a shipped artifact name."""
+    if policy is not None:
+        return policy.resolve_path(value)
+    p = Path(value).expanduser()
+    return p if p.exists() else artifact_path(value)
+
+
 def artifact_path(name: str) -> Path:
     """A shipped artifact by name: a file (``filter_text_head.json``, with or without ``.json``) or a
     folder (``filter_student``)."""

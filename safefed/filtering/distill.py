@@ -27,6 +27,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..scoring.guard import HAZARDS
 from ..splits import SPLIT_SEED
+from ..stats import calibrated, logit, platt  # noqa: F401 - calibrated: the scorers' mapping, documented here
 from .pairs import Pair, gold_pairs, is_validation, teacher_pool
 
 CALIBRATION_SAMPLE = 160
@@ -85,40 +86,25 @@ def score_with_teacher(guard, pairs: Sequence[Pair], cache: TeacherCache, model_
     return [cache.scores[k] for k in keys]
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def fit_calibration(raw: Sequence[float], labels: Sequence[float]) -> dict:
     """Logistic regression of gold labels on the teacher's log-odds: ``P = sigmoid(a * logit(raw) + b)``."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
 
-    x = [[_logit(p)] for p in raw]
+    x = [[logit(p)] for p in raw]
     y = [int(v >= 0.5) for v in labels]
     if len(set(y)) < 2:
         raise UserError("the calibration sample needs both safe and unsafe gold pairs")
     lr = LogisticRegression(C=10.0).fit(x, y)
     a, b = float(lr.coef_[0][0]), float(lr.intercept_[0])
-    from sklearn.metrics import roc_auc_score
-
     return {"a": round(a, 6), "b": round(b, 6), "n": len(y), "auc": round(float(roc_auc_score(y, raw)), 4),
             # raw P(unsafe) at which the calibrated probability is 0.5
             "raw_threshold": round(1 / (1 + math.exp(b / a)), 6) if a > 0 else 1.0}
 
 
-def apply_calibration(cal: dict, raw: float) -> float:
-    z = cal["a"] * _logit(raw) + cal["b"]
-    return 1 / (1 + math.exp(-z))
-
-
-def calibrated(score: float, threshold: float) -> float:
-    """Map [0, threshold] to [0, 0.5] and [threshold, 1] to [0.5, 1]: 0.5 is the calibrated operating point."""
-    if threshold <= 0.0:
-        return 1.0 if score > 0 else 0.5
-    if threshold >= 1.0:
-        return 0.5 * score
-    return 0.5 * score / threshold if score < threshold else 0.5 + 0.5 * (score - threshold) / (1 - threshold)
+def flagged(probs: Sequence[float], cats: Sequence[str | None], thresholds: dict[str, float]) -> list[bool]:
+    """Whether each P(unsafe) reaches the threshold of its hazard code (else the default)."""
+    return [p >= thresholds.get(c or "", thresholds["default"]) for p, c in zip(probs, cats, strict=True)]
 
 
 def pick_threshold(safe_scores: Sequence[float], target_fpr: float) -> float:
@@ -140,10 +126,10 @@ def thresholds_from_validation(probs: Sequence[float], cats: Sequence[str | None
         mine = [p for p, c, y in zip(probs, cats, labels, strict=True) if y < 0.5 and c == code]
         if len(mine) >= MIN_CATEGORY_SAFE:
             thresholds[code] = round(pick_threshold(mine, target_fpr), 6)
-    flagged = [p >= thresholds.get(c or "", thresholds["default"]) for p, c in zip(probs, cats, strict=True)]
+    hits = flagged(probs, cats, thresholds)
     unsafe_n = sum(y >= 0.5 for y in labels)
-    tp = sum(f and y >= 0.5 for f, y in zip(flagged, labels, strict=True))
-    fp = sum(f and y < 0.5 for f, y in zip(flagged, labels, strict=True))
+    tp = sum(f and y >= 0.5 for f, y in zip(hits, labels, strict=True))
+    fp = sum(f and y < 0.5 for f, y in zip(hits, labels, strict=True))
     figures = {"n": len(labels), "unsafe": unsafe_n, "recall": round(tp / max(1, unsafe_n), 4),
                "false_positive_rate": round(fp / max(1, len(labels) - unsafe_n), 4), "target_fpr": target_fpr}
     return thresholds, figures
@@ -212,18 +198,19 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
     chosen = _balanced(train_gold, max_train, rng)
     examples = [TrainingExample(p.prompt, p.response, float(p.label), p.category) for p in chosen]
     teacher_train = [(p, r) for p, r in zip(pool, pool_raw, strict=True) if not is_validation(p, seed)]
-    examples += [TrainingExample(p.prompt, p.response, apply_calibration(cal, r), None) for p, r in teacher_train]
+    examples += [TrainingExample(p.prompt, p.response, platt(cal, r), None) for p, r in teacher_train]
     rng.shuffle(examples)
     student = PairClassifier(StudentConfig(encoder=encoder, categories=CATEGORIES))
     tick = progress("student", 0, len(examples) * epochs) if progress else None
     fit = train(student, examples, epochs=epochs, seed=seed, progress=tick)
     probs, cats = student.predict([p.prompt for p in val], [p.response for p in val])
     thresholds, figures = thresholds_from_validation(probs, cats, [p.label for p in val], target_fpr)
+    hits = flagged(probs, cats, thresholds)
     per_source = {}
     for src, label in sorted({(p.source, "unsafe" if p.label >= 0.5 else "safe") for p in val}):
         idx = [i for i, p in enumerate(val) if p.source == src and (val[i].label >= 0.5) == (label == "unsafe")]
-        hit = [probs[i] >= thresholds.get(cats[i] or "", thresholds["default"]) for i in idx]
-        per_source[f"{src} ({label})"] = {"n": len(idx), "label": label, "flagged": round(sum(hit) / len(idx), 4)}
+        per_source[f"{src} ({label})"] = {"n": len(idx), "label": label,
+                                          "flagged": round(sum(hits[i] for i in idx) / len(idx), 4)}
     meta = {
         "thresholds": thresholds,
         "validation": {**figures, "per_source": per_source},

@@ -30,6 +30,7 @@ whole groups, so no prompt is in both.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterable
@@ -173,8 +174,7 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
         if r["source"] == "catqa":
             out += _harmful_prompt_pairs(r["prompt"], CATQA_HAZARDS.get(r["category"]), "catqa", rng,
                                          advice=r["category"] == "Tailored Financial Advice")
-    hh = hh_halves(datasets.load("hh-rlhf-harmless-base", data_dir), seed)["filter-train"].records
-    for kind, pairs in hh_labelled(hh, _refused()).items():  # the v1 rule (recipe.py): rejected = complied
+    for kind, pairs in _hh_filter_train(data_dir, seed)[1].items():  # the v1 rule: rejected = complied
         for p in pairs:
             out.append(_pair(p["prompt"], p["response"], float(kind == "complied"), f"hh-rlhf/{kind}"))
     davidson = [r for r in datasets.load("davidson-hate-offensive", data_dir) if r["class"] != "offensive"]
@@ -200,11 +200,18 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _hh_filter_train(data_dir: str | Path | None, seed: int) -> tuple[list[dict], dict[str, list[dict]]]:
+    """hh-rlhf's filter-train half and the v1 rule's labels on it (read and labelled once per run)."""
+    hh = hh_halves(datasets.load("hh-rlhf-harmless-base", data_dir), seed)["filter-train"].records
+    return hh, hh_labelled(hh, _refused())
+
+
 def teacher_pool(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> list[Pair]:
     """Pairs without a gold label: hh-rlhf's filter-train half, single-turn replies the v1 rule leaves
     unlabelled (a ``chosen`` reply that does not refuse, a ``rejected`` one that does)."""
-    hh = hh_halves(datasets.load("hh-rlhf-harmless-base", data_dir), seed)["filter-train"].records
-    labelled = {(p["prompt"], p["response"]) for pairs in hh_labelled(hh, _refused()).values() for p in pairs}
+    hh, by_rule = _hh_filter_train(data_dir, seed)
+    labelled = {(p["prompt"], p["response"]) for pairs in by_rule.values() for p in pairs}
     out = []
     for r in hh:
         if r["n_user_turns"] != 1 or not r["prompt"].strip():

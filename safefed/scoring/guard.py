@@ -109,6 +109,17 @@ def is_llama_guard(tokenizer, name: str = "") -> bool:
     return "unsafe content categories" in template.lower() or "llama-guard" in name.lower()
 
 
+def p_and_hazards(guard, prompts: Sequence[str], responses: Sequence[str | None],
+                  categorize_above: float) -> list[tuple[float, tuple[str, ...]]]:
+    """(P(unsafe), hazard codes) per pair: ``guard.p_unsafe`` for all, ``guard.hazards`` only for the
+    pairs at or above ``categorize_above``."""
+    probs = guard.p_unsafe(prompts, responses)
+    flagged = [i for i, p in enumerate(probs) if p >= categorize_above]
+    codes = dict(zip(flagged, guard.hazards([prompts[i] for i in flagged], [responses[i] for i in flagged]),
+                     strict=True))
+    return [(p, codes.get(i, ())) for i, p in enumerate(probs)]
+
+
 class GuardModel:
     """An instruct causal LM used as a guard: :meth:`p_unsafe` (one forward pass) and :meth:`classify`."""
 
@@ -164,8 +175,5 @@ class GuardModel:
     def classify(self, prompts: Sequence[str], responses: Sequence[str | None],
                  threshold: float = 0.5) -> list[GuardVerdict]:
         """Verdicts: unsafe when P(unsafe) >= ``threshold``, with hazard codes for those."""
-        probs = self.p_unsafe(prompts, responses)
-        flagged = [i for i, p in enumerate(probs) if p >= threshold]
-        codes = dict(zip(flagged, self.hazards([prompts[i] for i in flagged], [responses[i] for i in flagged]),
-                         strict=True))
-        return [GuardVerdict(p >= threshold, codes.get(i, ()), "", round(p, 4)) for i, p in enumerate(probs)]
+        return [GuardVerdict(p >= threshold, codes, "", round(p, 4))
+                for p, codes in p_and_hazards(self, prompts, responses, threshold)]

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ...scoring.heads import LinearHead
-from ..artifacts import DEFAULT_COMPLIANCE_HEAD, DEFAULT_TEXT_HEAD
+from ..artifacts import DEFAULT_COMPLIANCE_HEAD, DEFAULT_TEXT_HEAD, resolve_artifact
 from .base import Reads, ScoreRow, register_scorer
 
 COMPLIANCE_FEATURES = "embedding+refusal-marker"
@@ -57,7 +57,8 @@ class EmbeddingScorer:
     def __init__(self, opts: EmbeddingOptions, reads: Reads = "pair", policy=None) -> None:
         from ...scoring.encoder import shared_encoder
 
-        resolve = policy.resolve_path if policy is not None else _resolve
+        def resolve(value: str):
+            return resolve_artifact(value, policy)
         self.head_path = resolve(opts.head)
         self.head = LinearHead.load(self.head_path)
         self.benign = opts.benign_label
@@ -128,15 +129,6 @@ class EmbeddingScorer:
                 compliance_head=str(self.compliance_path), compliance_hash=file_hash(self.compliance_path)
             )
         return out
-
-
-def _resolve(value: str):
-    from pathlib import Path
-
-    from ..artifacts import artifact_path
-
-    p = Path(value).expanduser()
-    return p if p.exists() else artifact_path(value)
 
 
 register_scorer("embedding", EmbeddingOptions)(EmbeddingScorer)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...scoring.guard import DEFAULT_GUARD, HAZARDS
+from ...scoring.guard import DEFAULT_GUARD, HAZARDS, p_and_hazards
 from .base import Reads, ScoreRow, register_scorer
 
 
@@ -53,11 +53,8 @@ class GuardScorer:
         # response is judged on its user turn); `prompt` the user turn
         asked = [""] * len(prompts) if self.reads == "response" else list(prompts)
         resp: list[str | None] = [None] * len(prompts) if self.reads == "prompt" else [r or None for r in responses]
-        probs = self.classifier.p_unsafe(asked, resp)
-        flagged = [i for i, p in enumerate(probs) if p >= self.opts.categorize_above]
-        codes = dict(zip(flagged, self.classifier.hazards([asked[i] for i in flagged], [resp[i] for i in flagged]),
-                         strict=True))
-        return [self.row(p, codes.get(i, ())) for i, p in enumerate(probs)]
+        return [self.row(p, codes)
+                for p, codes in p_and_hazards(self.classifier, asked, resp, self.opts.categorize_above)]
 
     def describe(self) -> dict:
         resolved = getattr(self.classifier, "resolved", None)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...scoring.guard import DEFAULT_GUARD, HAZARDS
-from ..artifacts import DEFAULT_STUDENT, artifact_path
+from ...stats import calibrated, platt
+from ..artifacts import DEFAULT_STUDENT, resolve_artifact
 from .base import Reads, ScoreRow, register_scorer
 
 CATEGORIES = [*HAZARDS, "unspecified"]
@@ -39,17 +40,9 @@ class PairClassifierScorer:
     """The student: one forward pass of a small encoder per batch of pairs."""
 
     def __init__(self, opts: StudentOptions, reads: Reads = "pair", policy=None) -> None:
-        from pathlib import Path
-
         from ...scoring.cross_encoder import PairClassifier
 
-        folder = Path(opts.artifact).expanduser()
-        if policy is not None and not folder.is_absolute() and policy.path is not None \
-                and (policy.path.parent / folder).is_dir():
-            folder = policy.path.parent / folder
-        elif not folder.is_dir():
-            folder = artifact_path(opts.artifact)
-        self.folder = folder
+        self.folder = folder = resolve_artifact(opts.artifact, policy)
         self.model, self.meta = PairClassifier.load(folder)
         self.thresholds: dict[str, float] = self.meta.get("thresholds", {"default": 0.5})
         self.opts = opts
@@ -62,8 +55,6 @@ class PairClassifierScorer:
         return self.model.predict(p, r, batch_size=self.opts.batch_size)
 
     def row(self, p_unsafe: float, category: str | None) -> ScoreRow:
-        from ..distill import calibrated
-
         code = category if category in HAZARDS else "unspecified"
         return {code: calibrated(p_unsafe, self.thresholds.get(code, self.thresholds["default"])),
                 "p_unsafe": p_unsafe}
@@ -119,8 +110,6 @@ class CascadeScorer(PairClassifierScorer):
         return self._guard
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[ScoreRow]:
-        from ..distill import apply_calibration
-
         rows = super().score(prompts, responses)
         lo, hi = self.opts.band
         unsure = [i for i, r in enumerate(rows) if lo <= max(r.get(c, 0.0) for c in CATEGORIES) <= hi]
@@ -132,7 +121,7 @@ class CascadeScorer(PairClassifierScorer):
             p, resp = _texts(self.reads, prompts, responses)
             raw = self.guard.p_unsafe([p[i] for i in unsure], [resp[i] or None for i in unsure])
             for i, g in zip(unsure, raw, strict=True):
-                prob = apply_calibration(self.calibration, g) if self.calibration else g
+                prob = platt(self.calibration, g) if self.calibration else g
                 code = next(c for c in rows[i] if c in CATEGORIES)
                 rows[i] = {code: prob, "p_unsafe": rows[i]["p_unsafe"], "guard_p_unsafe": g, "by_guard": 1.0}
         return rows
