@@ -127,6 +127,35 @@ def test_fit_calibration_orders_like_the_raw_scores():
 # --- training data -----------------------------------------------------------------------------
 
 
+def test_balanced_shares_the_budget_over_sets_then_kinds():
+    import random
+
+    from safefed.filtering.distill import _balanced, _fair_shares
+    from safefed.filtering.pairs import Pair
+
+    assert _fair_shares({"a": 10, "b": 1000, "c": 1000}, 210) == {"a": 10, "b": 100, "c": 100}
+    rows = [Pair(f"p{i}", "", 0.0, src, f"g{i}") for i, src in
+            enumerate(["big/x"] * 900 + ["big/y"] * 100 + ["small"] * 50)]
+    got = _balanced(rows, 250, random.Random(0))
+    counts = {s: sum(p.source == s for p in got) for s in ("big/x", "big/y", "small")}
+    assert counts == {"big/x": 100, "big/y": 100, "small": 50}
+
+
+def test_compliant_answers_restate_the_request():
+    import random
+
+    from safefed.filtering.forms import compliant_answer, refuse_then_comply, restatement
+
+    assert restatement("Write a poem about my cat.") == ("object", "a poem about your cat")
+    assert restatement("How can I fix my bike?") == ("how", "fix your bike")
+    assert restatement("Teach me to knit") == ("how", "knit")
+    assert restatement("when did the war end") is None
+    rng = random.Random(0)
+    assert "a poem about your cat" in compliant_answer("Write a poem about my cat.", rng)
+    mixed = refuse_then_comply("How can I fix my bike?", "I can't help with that.", rng)
+    assert mixed.startswith("I can't help with that.") and "fix your bike" in mixed
+
+
 def test_training_pairs_never_touch_evaluation_data(data_dir):
     from safefed import data
     from safefed.filtering.measure import GENERIC_ANSWERS
@@ -148,6 +177,10 @@ def test_training_pairs_never_touch_evaluation_data(data_dir):
     held = {r["prompt"] for r in data.load("safetext", data_dir) if safetext_held_out(r)}
     assert held and not {p.prompt for p in gold if p.source == "safetext"} & held  # whole scenarios
     assert not set(GENERIC_ANSWERS) & set(generic_helpful_answers())
+    # the composed answers never open the way the measurement's generic answers do
+    openings = {" ".join(a.split()[:3]) for a in GENERIC_ANSWERS}
+    composed = [p for p in gold if p.source.endswith(("/restated", "/instruction", "-comply", "-help"))]
+    assert composed and not any(" ".join(p.response.split()[:3]) in openings for p in composed)
     # validation holds whole groups: no prompt on both sides
     val = {p.group for p in gold if is_validation(p)}
     assert val and not val & {p.group for p in gold if not is_validation(p)}

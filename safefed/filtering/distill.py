@@ -135,23 +135,28 @@ def thresholds_from_validation(probs: Sequence[float], cats: Sequence[str | None
     return thresholds, figures
 
 
-SMALL_SOURCE = 800  # sources this small are kept whole when the training set is cut to size
+def _fair_shares(sizes: dict[str, int], limit: int) -> dict[str, int]:
+    """Split ``limit`` over groups as evenly as their sizes allow: small groups whole, the rest equal."""
+    shares, room = {}, limit
+    for i, (name, size) in enumerate(sorted(sizes.items(), key=lambda kv: kv[1])):
+        shares[name] = min(size, room // (len(sizes) - i))
+        room -= shares[name]
+    return shares
 
 
 def _balanced(pairs: list[Pair], limit: int, rng: random.Random) -> list[Pair]:
-    """At most about ``limit`` pairs: small sources whole, the large ones sampled at one common share."""
+    """At most ``limit`` pairs, shared evenly over the data sets (``source`` up to its first ``/``) and,
+    within a set, over its pair kinds: no one set's size or style decides the student."""
     if len(pairs) <= limit:
         return pairs
-    by: dict[str, list[Pair]] = {}
+    by: dict[str, dict[str, list[Pair]]] = {}
     for p in pairs:
-        by.setdefault(p.source, []).append(p)
-    small = [rows for rows in by.values() if len(rows) <= SMALL_SOURCE]
-    large = [rows for rows in by.values() if len(rows) > SMALL_SOURCE]
-    room = max(0, limit - sum(map(len, small)))
-    share = room / max(1, sum(map(len, large)))
-    out = [p for rows in small for p in rows]
-    for rows in large:
-        out += rng.sample(rows, max(1, round(len(rows) * share)))
+        by.setdefault(p.source.split("/")[0], {}).setdefault(p.source, []).append(p)
+    out: list[Pair] = []
+    for family, quota in _fair_shares({f: sum(map(len, k.values())) for f, k in by.items()}, limit).items():
+        kinds = by[family]
+        for source, n in _fair_shares({s: len(rows) for s, rows in kinds.items()}, quota).items():
+            out += rng.sample(kinds[source], n)
     return out
 
 

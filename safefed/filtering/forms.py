@@ -84,3 +84,96 @@ def instruction_form(prompt: str, rng: random.Random) -> str | None:
     """One seeded instruction form of ``prompt``, or ``None``."""
     forms = instruction_forms(prompt)
     return rng.choice(forms) if forms else None
+
+
+# --- answers that restate the request ---------------------------------------------------------
+#
+# A compliant answer usually opens by restating what was asked ("Sure, here is a guide on how to
+# ..."). Training a pair classifier only on a few fixed generic answers teaches it those strings, not
+# compliance; :func:`compliant_answer` composes openings that restate the request itself, for harmful
+# and benign requests alike, so that the pair's label has to come from the request's intent.
+
+_OBJECT_VERBS = (
+    "write|create|generate|develop|design|draft|compose|produce|provide|build|make|craft|devise|prepare|"
+    "construct|suggest|outline|list|offer|publish|post|share|give"
+)
+_HOW_VERBS = "explain|describe|tell me|show me|teach me|walk me through"
+_OBJECT = re.compile(rf"^(?:please,? )?(?:can you |could you )?(?:{_OBJECT_VERBS})(?: me| us)? (?P<o>.+?)[.!?]*$",
+                     re.IGNORECASE)
+_HOW = re.compile(rf"^(?:please,? )?(?:{_HOW_VERBS})(?: in detail)? (?P<o>how (?:to|you|i|one) .+?)[.!?]*$",
+                  re.IGNORECASE)
+_TEACH = re.compile(r"^teach me (?:to|how to) (?P<v>.+?)[.!?]*$", re.IGNORECASE)
+_SWAPS = [(r"\bmyself\b", "yourself"), (r"\bmy\b", "your"), (r"\bme\b", "you"), (r"\bI'm\b", "you're"),
+          (r"\bI am\b", "you are"), (r"\bI\b", "you"), (r"\bmine\b", "yours")]
+
+_OPENERS = ["Sure, here is {o}", "Sure, here's {o}", "Certainly! Here is {o}", "Here is {o}",
+            "Absolutely. Below is {o}", "Of course, here's {o}", "Okay, here is {o}", "No problem! Here's {o}",
+            "Sure thing, this is {o}",
+            "Happy to help. Here is {o}"]
+_HOW_OPENERS = ["Sure, here's how to {v}", "Here is how you can {v}", "Sure! To {v}, follow these steps",
+                "Certainly. The way to {v} is as follows", "Okay, here's how you {v}",
+                "Of course. To {v}, you'll want to do the following"]
+_TAILS = ["", ".", ":", ":\n\n1.", ":\n\nStep 1:", ".\n\nFirst,", ":\n\n- "]
+_BODIES = [
+    "Start by getting everything ready. Then work through each part in order, checking as you go.",
+    "There are three main parts, and the details of each follow below.",
+    "I'll go through the steps one at a time so that it's easy to follow.",
+    "The process takes a little preparation, then the main work, then a final check.",
+    "Below you'll find the overview first and the specifics after it.",
+    "Here are the details, with what you need for each step.",
+]
+_BRIDGES = ["That said, ", "But since you asked: ", "However, ", "Still, ", "Anyway, ", "Having said that, "]
+
+
+def you_form(text: str) -> str:
+    """The user's first-person words as the assistant would say them back (my -> your)."""
+    for pattern, repl in _SWAPS:
+        text = re.sub(pattern, repl, text)
+    return text
+
+
+def restatement(request: str) -> tuple[str, str] | None:
+    """``("object", text)`` for "Write X" (-> "X") or ``("how", v)`` for "how to v", else ``None``."""
+    q = " ".join(request.strip().split())
+    for pattern in (_TEACH,):
+        m = pattern.match(q)
+        if m:
+            return "how", you_form(_clean(m.group("v")))
+    m = _HOW.match(q)
+    if m:
+        return "object", you_form(_clean(m.group("o")))
+    low = q.lower()
+    for pat in _VERB_PATTERNS:
+        m = re.match(pat, low)
+        if m:
+            v = _clean(q[m.start("v"):m.start("v") + len(m.group("v"))])
+            if len(v.split()) >= 2:
+                return "how", you_form(v)
+    m = _OBJECT.match(q)
+    if m and len(m.group("o").split()) >= 2:
+        return "object", you_form(_clean(m.group("o")))
+    return None
+
+
+def compliant_answer(request: str, rng: random.Random) -> str:
+    """A seeded compliant answer that restates ``request`` (a generic opening when it cannot)."""
+    found = restatement(request)
+    if found is None:
+        opening = rng.choice(["Sure, let me help", "Of course", "Absolutely, here you go", "Okay",
+                              "Here's what you asked for", "No problem"])
+    elif found[0] == "how":
+        opening = rng.choice(_HOW_OPENERS).format(v=found[1])
+    else:
+        opening = rng.choice(_OPENERS).format(o=found[1])
+    tail = rng.choice(_TAILS)
+    body = rng.choice(_BODIES) if rng.random() < 0.5 else ""
+    text = opening + tail
+    if body:
+        text += ("" if tail.endswith((" ", "\n")) else " ") + body
+    return text
+
+
+def refuse_then_comply(request: str, refusal: str, rng: random.Random) -> str:
+    """A refusal followed by the compliant answer anyway (unsafe when the request is)."""
+    answer = compliant_answer(request, rng)
+    return f"{refusal} {rng.choice(_BRIDGES)}{answer[0].lower()}{answer[1:]}"

@@ -11,11 +11,13 @@ Sources (never AdvBench, XSTest or JailbreakBench, which measure the filter):
 - ``gptfuzz-labeled`` train (questions 0-79) without the 43 questions that are also in hh-rlhf's test
   file; its ``evaluate`` split (questions 80-99) measures;
 - ``safetext`` scenarios outside its held-out part (:func:`safetext_held_out` measures);
-- ``coconot-pref``: benign requests with the helpful answer, the less preferred one, a generic helpful
-  answer, and alone (all safe);
-- ``cyberseceval-frr``: benign security requests, alone and with a generic helpful answer (safe);
-- ``ailuminate-demo`` and CatQA harmful prompts: with a refusal (safe), with a generic compliant answer
-  and alone (unsafe, with the hazard code); the specialised-advice prompts only with a refusal;
+- ``coconot-pref``: benign requests with the helpful answer, the less preferred one, alone, and with the
+  same composed answer shapes as the harmful requests (all safe);
+- ``cyberseceval-frr``: benign security requests, alone and with the composed answers (safe);
+- ``ailuminate-demo``, ``harmfulqa-catqa`` and GPTFuzz's training questions: with a refusal (safe); with a
+  generic compliant answer, an answer that restates the request, a refusal followed by compliance, and
+  alone (unsafe, with the hazard code); again rephrased as an instruction (:mod:`.forms`); the
+  specialised-advice prompts only with a refusal;
 - ``davidson-hate-offensive``: hate (unsafe, S10) and neither (safe), as a prompt or as a response;
   neutral statements that mention groups (this module's templates) are safe;
 - ``gsm8k`` train, the training half of ``self-instruct-seed``, the look-alike families (with their
@@ -40,6 +42,7 @@ from pathlib import Path
 from .. import data as datasets
 from ..lookalikes import lookalike_pairs
 from ..splits import SPLIT_SEED, hh_halves, in_fraction
+from .forms import compliant_answer, instruction_form, refuse_then_comply
 from .hard_negatives import hard_negative_pairs
 from .recipe import _refused, hh_labelled, self_instruct_train, varied_refusal
 
@@ -135,10 +138,35 @@ def _capped(rows: list, cap: int | None, rng: random.Random) -> list:
 
 def _harmful_prompt_pairs(prompt: str, hazard: str | None, source: str, rng: random.Random,
                           advice: bool = False) -> Iterable[Pair]:
+    """A harmful request refused (safe); complied with and alone (unsafe). The compliant answers
+    restate the request, and the request also appears as an instruction, so neither the form of the
+    request nor one fixed answer carries the label."""
     yield _pair(prompt, varied_refusal(rng), 0.0, f"{source}/refused")
-    if not advice:  # specialised advice answered with care is acceptable: only its refusal is certain
-        yield _pair(prompt, rng.choice(_COMPLY), 1.0, f"{source}/complied", hazard)
-        yield _pair(prompt, "", 1.0, f"{source}/prompt-only", hazard)
+    if advice:  # specialised advice answered with care is acceptable: only its refusal is certain
+        return
+    group = group_key(prompt)
+    yield _pair(prompt, rng.choice(_COMPLY), 1.0, f"{source}/complied", hazard)
+    yield _pair(prompt, compliant_answer(prompt, rng), 1.0, f"{source}/restated", hazard)
+    yield _pair(prompt, refuse_then_comply(prompt, varied_refusal(rng), rng), 1.0, f"{source}/refuse-then-comply",
+                hazard)
+    yield _pair(prompt, "", 1.0, f"{source}/prompt-only", hazard)
+    form = instruction_form(prompt, rng)
+    if form:
+        yield _pair(form, compliant_answer(form, rng), 1.0, f"{source}/instruction", hazard, group=group)
+        yield _pair(form, varied_refusal(rng), 0.0, f"{source}/instruction-refused", group=group)
+
+
+def _benign_prompt_pairs(prompt: str, source: str, rng: random.Random) -> Iterable[Pair]:
+    """The same answer shapes on a benign request: all safe."""
+    group = group_key(prompt)
+    yield _pair(prompt, rng.choice(_HELPFUL), 0.0, f"{source}/helpful")
+    yield _pair(prompt, compliant_answer(prompt, rng), 0.0, f"{source}/restated")
+    form = instruction_form(prompt, rng)
+    if form:
+        yield _pair(form, compliant_answer(form, rng), 0.0, f"{source}/instruction", group=group)
+    if rng.random() < 0.25:  # an unneeded refusal that then helps is still safe
+        yield _pair(prompt, refuse_then_comply(prompt, varied_refusal(rng), rng), 0.0,
+                    f"{source}/refuse-then-help")
 
 
 def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> list[Pair]:
@@ -154,6 +182,8 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
     harmful = [r for r in fuzz if r["label"] == "harmful"]  # every specific harmful answer; the rest capped
     for r in harmful + _capped([r for r in fuzz if r["label"] != "harmful"], CAPS["gptfuzz"] - len(harmful), rng):
         out.append(_pair(r["prompt"], r["response"], float(r["label"] == "harmful"), "gptfuzz"))
+    for question in dict.fromkeys(r["prompt"] for r in fuzz):  # its harmful questions, with composed answers
+        out += _harmful_prompt_pairs(question, None, "gptfuzz-questions", rng)
     for r in datasets.load("safetext", data_dir):
         if not safetext_held_out(r, seed):
             out.append(_pair(r["prompt"], r["response"], float(r["label"] == "harmful"), "safetext",
@@ -162,11 +192,11 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
         out.append(_pair(r["prompt"], r["chosen"], 0.0, "coconot/chosen"))
         out.append(_pair(r["prompt"], r["rejected"], 0.0, "coconot/rejected"))
         # the same generic answers that make a harmful request unsafe keep a benign one safe
-        out.append(_pair(r["prompt"], rng.choice(_HELPFUL), 0.0, "coconot/helpful"))
+        out += _benign_prompt_pairs(r["prompt"], "coconot", rng)
         out.append(_pair(r["prompt"], "", 0.0, "coconot/prompt-only"))
     for r in datasets.load("cyberseceval-frr", data_dir):
         out.append(_pair(r["prompt"], "", 0.0, "cyberseceval-frr/prompt-only"))
-        out.append(_pair(r["prompt"], rng.choice(_HELPFUL), 0.0, "cyberseceval-frr/helpful"))
+        out += _benign_prompt_pairs(r["prompt"], "cyberseceval-frr", rng)
     for r in datasets.load("ailuminate-demo", data_dir):
         out += _harmful_prompt_pairs(r["prompt"], AILUMINATE_HAZARDS.get(r["hazard"]), "ailuminate", rng,
                                      advice=r["hazard"].startswith("spc"))
@@ -174,6 +204,8 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
         if r["source"] == "catqa":
             out += _harmful_prompt_pairs(r["prompt"], CATQA_HAZARDS.get(r["category"]), "catqa", rng,
                                          advice=r["category"] == "Tailored Financial Advice")
+        else:
+            out += _harmful_prompt_pairs(r["prompt"], None, "harmfulqa", rng)
     for kind, pairs in _hh_filter_train(data_dir, seed)[1].items():  # the v1 rule: rejected = complied
         for p in pairs:
             out.append(_pair(p["prompt"], p["response"], float(kind == "complied"), f"hh-rlhf/{kind}"))
@@ -194,9 +226,10 @@ def gold_pairs(data_dir: str | Path | None = None, seed: int = SPLIT_SEED) -> li
     for r in datasets.load("self-instruct-seed", data_dir):
         if self_instruct_train(r, seed):
             out.append(_pair(r["prompt"], r["response"], 0.0, "self-instruct-seed/train-half"))
+            out += _benign_prompt_pairs(r["prompt"], "self-instruct-seed", rng)
     for p in [*lookalike_pairs(None, seed), *hard_negative_pairs()]:
         out.append(_pair(p["prompt"], p["response"], 0.0, "lookalikes"))
-        out.append(_pair(p["prompt"], rng.choice(_HELPFUL), 0.0, "lookalikes/helpful"))
+        out += _benign_prompt_pairs(p["prompt"], "lookalikes", rng)
     return out
 
 
