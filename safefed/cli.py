@@ -88,26 +88,19 @@ def eval_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Safety evaluation of a model or adapter on a suite (AdvBench safe_rate, XSTest over-refusal, ...)."""
-    from .evaluation.judges import make_judge
-    from .evaluation.runner import evaluate, write_result
-    from .evaluation.suite import load_suite
-    from .generation import Generator
-    from .models import load_causal_lm
+    from .evaluation.runner import evaluate_model, write_result
     from .safeio import check_out_dir, output_dir
 
     check_out_dir(out)
-    s = load_suite(suite)
-    j = make_judge(judge or s.judge)
-    chosen = s.load_split(data_dir, split)
-    lm, tok, resolved = load_causal_lm(model, adapter=adapter)
-    gen = Generator(lm, tok, max_new_tokens=max_new_tokens or s.max_new_tokens, batch_size=batch_size,
-                    system_prompt=s.system_prompt, chat_template=s.chat_template)
-    n = min(limit or len(chosen.records), len(chosen.records))
     with progress_bar() as bar:
-        task = bar.add_task(f"generating ({s.name})", total=n)
-        result = evaluate(s, gen, j, model_info=resolved.provenance(), adapter=str(adapter) if adapter else None,
-                          data_dir=data_dir, split=split, limit=limit, seed=seed,
-                          progress=lambda k: bar.advance(task, k))
+
+        def progress(name: str, total: int):
+            task = bar.add_task(name, total=total)
+            return lambda k: bar.advance(task, k)
+
+        result = evaluate_model(suite, model, adapter, judge=judge, limit=limit, split=split, seed=seed,
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, data_dir=data_dir,
+                                progress=progress)
     with output_dir(out) as tmp:
         write_result(result, tmp)
     print_eval_table(result.report)

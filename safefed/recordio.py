@@ -116,8 +116,8 @@ def extract(index: int, record: Any, fields: Fields, max_chars: int) -> Row:
             )
             return Row(index, record, problem=f"no prompt or response field (looked for {looked})")
         prompt, response = prompt or "", response or ""
-    if not prompt.strip() and not response.strip():
-        return Row(index, record, problem="empty text")
+    if not prompt.strip():  # a response with no request is not a training pair either
+        return Row(index, record, problem="empty text" if not response.strip() else "empty prompt")
     return Row(index, record, prompt, response)
 
 

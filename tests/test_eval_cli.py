@@ -126,3 +126,18 @@ def test_bad_input_exits_2_with_one_line(tmp_path, data_dir, tiny_llama_path, ca
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert any(expect in ln for ln in lines), res.stderr
     assert len(lines) <= 3, res.stderr
+
+
+def test_top_level_api_is_lazy_and_evaluate_runs_in_one_call(tmp_path, data_dir, smollm2_path):
+    probe = "import sys, safefed; assert 'torch' not in sys.modules; from safefed import SafetyGate, evaluate"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=300).returncode == 0
+    import safefed
+
+    for name in safefed.__all__:
+        assert getattr(safefed, name) is not None, name
+    result = safefed.evaluate("advbench", adapter=None, limit=3, split="eval", max_new_tokens=8,
+                              data_dir=data_dir, out=tmp_path / "adv")
+    assert result.report["n"] == 3 and len(result.records) == 3
+    assert json.loads((tmp_path / "adv" / "report.json").read_text())["n"] == 3
+    assert {r["judge_reason"] for r in result.records} <= {"refusal marker", "no refusal marker",
+                                                           "refusal, then compliance"}

@@ -109,6 +109,8 @@ def _write_bad_jsonl(path: Path) -> int:
         json.dumps({"title": "no text fields"}).encode(),
         json.dumps({"prompt": ["a list"], "response": "x"}).encode(),
         json.dumps({"prompt": "   ", "response": ""}).encode(),
+        json.dumps({"prompt": "", "response": "an answer to nothing"}).encode(),
+        json.dumps({"messages": [{"role": "assistant", "content": "no user turn"}]}).encode(),
         json.dumps({"prompt": "big", "response": "a" * 1_000_001}).encode(),
         b'{"prompt": "bad bytes \xff\xfe", "response": "x"}',
         json.dumps(["not", "an", "object"]).encode(),
@@ -140,12 +142,13 @@ def test_cli_bad_rows_never_crash(tmp_path, monkeypatch, capsys):
     assert kept == [{"prompt": "hello", "response": "hi there"}, {"instruction": "say hi", "output": "hi"}]
     reasons = [q["safefed"]["reason"] for q in quarantined]
     assert [q["safefed"]["row"] for q in quarantined] == sorted(q["safefed"]["row"] for q in quarantined)
-    assert sum(r.startswith("invalid: ") for r in reasons) == 9
+    assert sum(r.startswith("invalid: ") for r in reasons) == 11
+    assert sum(r == "invalid: empty prompt" for r in reasons) == 2
     assert any("not valid JSON" in r for r in reasons) and any("not valid UTF-8" in r for r in reasons)
     assert any("more than max_chars" in r for r in reasons) and any("empty text" in r for r in reasons)
     chat = next(q for q in quarantined if "messages" in q and q["safefed"]["categories"] == ["weapons"])
     assert chat["safefed"]["action"] == "drop"
-    assert summary["by_category"][INVALID] == 9
+    assert summary["by_category"][INVALID] == 11
     assert "quarantined" in stdout and "rows/s" in stdout
 
 

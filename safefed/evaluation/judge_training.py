@@ -25,7 +25,7 @@ FEATURES = "embedding+markers"
 
 def response_features(texts: list[str], embeddings: np.ndarray, refusal: RefusalJudge) -> np.ndarray:
     """Embedding of the response plus two marker bits (refusal markers near the start, GCG anywhere)."""
-    bits = np.array([[refusal.refused(t), refusal.gcg_refused(t)] for t in texts], dtype=np.float32)
+    bits = np.array([[refusal.opens_with_refusal(t), refusal.gcg_refused(t)] for t in texts], dtype=np.float32)
     return np.hstack([embeddings, bits.reshape(len(texts), 2)])
 
 

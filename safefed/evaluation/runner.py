@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,7 +71,7 @@ def judge_generations(prompts_records: Sequence[dict], responses: Sequence[str],
     for rec, resp, v in zip(prompts_records, responses, verdicts, strict=True):
         row = {"id": rec["id"], "prompt": rec["prompt"], "response": resp,
                "verdict": verdict_label(rec["label"], v.refused, v.unsafe),
-               "category": rec.get("category"), "label": rec["label"], "refused": v.refused}
+               "category": rec.get("category"), "label": rec["label"], "refused": v.refused, "judge": judge.name}
         if v.score is not None:
             row["score"] = v.score
         if v.categories:
@@ -116,6 +116,35 @@ def evaluate(suite: Suite, generator: Generator, judge: Judge, *, model_info: di
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return EvalResult(report, judged)
+
+
+def evaluate_model(suite: str | Path, model: str = "smollm2-135m-instruct", adapter: str | Path | None = None, *,
+                   judge: str | None = None, limit: int | None = None, split: str | None = None, seed: int = 0,
+                   max_new_tokens: int | None = None, batch_size: int = 32, data_dir: str | Path | None = None,
+                   out: str | Path | None = None,
+                   progress: Callable[[str, int], Callable[[int], None]] | None = None) -> EvalResult:
+    """One call: load ``suite`` (a name or YAML) and ``model`` (+ LoRA ``adapter``), generate, judge, report.
+
+    ``progress(description, total)`` returns a callable advanced by each batch; ``out`` writes
+    ``report.json`` and ``generations.jsonl`` there. ``safefed.evaluate`` is this function.
+    """
+    from ..generation import Generator
+    from ..models import load_causal_lm
+    from .judges import make_judge
+    from .suite import load_suite
+
+    s = load_suite(str(suite))
+    j = make_judge(judge or s.judge)
+    total = len(s.load_split(data_dir, split).records)
+    lm, tok, resolved = load_causal_lm(model, adapter=adapter)
+    gen = Generator(lm, tok, max_new_tokens=max_new_tokens or s.max_new_tokens, batch_size=batch_size,
+                    system_prompt=s.system_prompt, chat_template=s.chat_template)
+    advance = progress(f"generating ({s.name})", min(limit or total, total)) if progress else None
+    result = evaluate(s, gen, j, model_info=resolved.provenance(), adapter=str(adapter) if adapter else None,
+                      data_dir=data_dir, split=split, limit=limit, seed=seed, progress=advance)
+    if out is not None:
+        write_result(result, out)
+    return result
 
 
 def write_result(result: EvalResult, out: str | Path) -> Path:

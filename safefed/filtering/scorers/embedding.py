@@ -36,7 +36,7 @@ class EmbeddingOptions(BaseModel):
 def refusal_bits(texts: Sequence[str]) -> np.ndarray:
     """(n, 1) float32: 1 where the project's refusal markers open the text (see eval/judges)."""
     judge = _refusal_judge()
-    return np.array([[1.0 if t and judge.refused(t) else 0.0] for t in texts], dtype=np.float32)
+    return np.array([[1.0 if t and judge.opens_with_refusal(t) else 0.0] for t in texts], dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=1)
