@@ -21,7 +21,8 @@ from .filtering.cli import filter_app
 
 app = typer.Typer(help="Safety middleware for federated LLM fine-tuning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-judge_app = typer.Typer(help="Build and inspect the learned response judge.", no_args_is_help=True)
+judge_app = typer.Typer(help="Judge pairs you have, measure judges against labels, build the learned judge.",
+                        no_args_is_help=True)
 data_app = typer.Typer(help="Data sets by name: where they come from and where they are found.",
                        no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
@@ -130,6 +131,78 @@ def judge_train(
     console.print(table)
     console.print(json.dumps(metrics["trained_on"]))
     console.print(f"wrote {out}")
+
+
+JudgeSpec = Annotated[str, typer.Option("--judge", help="refusal | classifier[:HEAD.json] | guard[:MODEL].")]
+
+
+@judge_app.command("score")
+def judge_score(
+    pairs: Annotated[Path, typer.Argument(help="JSONL / CSV / Parquet / HF dataset folder of prompt, response.")],
+    out: Annotated[Path, typer.Option(help="Folder for verdicts.jsonl and summary.json.")],
+    judge: JudgeSpec = "refusal",
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+) -> None:
+    """Judge (prompt, response) pairs you already have (vLLM, another eval tool, a red-team run).
+
+    `refusal` and `classifier` assume harmful requests (unsafe = not refused); `guard` reads harm itself."""
+    from .evaluation.judge_file import score_file
+    from .evaluation.judges import make_judge
+    from .recordio import count_lines
+    from .safeio import check_out_dir, output_dir
+
+    check_out_dir(out, [pairs])
+    j = make_judge(judge)
+    with output_dir(out, [pairs]) as tmp, progress_bar() as bar:
+        task = bar.add_task(f"judging ({j.name})", total=count_lines(pairs) if pairs.is_file() else None)
+        summary = score_file(j, pairs, tmp, batch_size, progress=lambda k: bar.advance(task, k))
+    table = Table(title=f"{pairs}: {summary['n']} rows, judge {j.name}")
+    for col in ("judged", "unsafe [95% CI]", "refused [95% CI]", "invalid"):
+        table.add_column(col, justify="right")
+    judged = summary["n"] - summary["invalid"]
+    table.add_row(str(judged), _fmt(summary["unsafe_rate"]), _fmt(summary["refusal_rate"]), str(summary["invalid"]))
+    console.print(table)
+    console.print(f"wrote {out / 'verdicts.jsonl'} and {out / 'summary.json'}")
+
+
+@judge_app.command("agree")
+def judge_agree(
+    out: Annotated[Path, typer.Option(help="Folder for agreement.json.")],
+    judge: Annotated[list[str] | None, typer.Option("--judge", help="Judge to measure; repeatable "
+                                                     "(default: refusal and classifier).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="A seeded sample of at most N pairs per set.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Agreement of each judge's `unsafe` with labelled responses (GPTFuzz, JailbreakBench, DiaSafety)."""
+    from .evaluation.agreement import agreement, labelled_sets
+    from .evaluation.judges import make_judge
+    from .provenance import package_versions
+    from .safeio import check_out_dir, output_dir
+
+    check_out_dir(out)
+    judges = [make_judge(spec) for spec in (judge or ["refusal", "classifier"])]
+    sets = labelled_sets(data_dir, limit, seed)
+    report: dict = {"sets": {s.name: {"n": len(s.pairs), "labels": s.labels} for s in sets},
+                    "limit": limit, "seed": seed, "judges": {}, "versions": package_versions()}
+    with progress_bar() as bar:
+
+        def progress(name: str, total: int):
+            task = bar.add_task(name, total=total)
+            return lambda k: bar.advance(task, k)
+
+        for j in judges:
+            report["judges"][j.name] = {"judge": j.describe(), "sets": agreement(j, sets, progress)}
+    with output_dir(out) as tmp:
+        (tmp / "agreement.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    table = Table(title="agreement of `unsafe` with the labels (95% Wilson intervals)")
+    for col in ("judge", "set", "n", "agreement", "precision", "recall"):
+        table.add_column(col, justify="left" if col in ("judge", "set") else "right")
+    for name, entry in report["judges"].items():
+        for set_name, m in entry["sets"].items():
+            table.add_row(name, set_name, str(m["n"]), _fmt(m["agreement"]), _fmt(m["precision"]), _fmt(m["recall"]))
+    console.print(table)
+    console.print(f"wrote {out / 'agreement.json'}")
 
 
 @data_app.command("list")

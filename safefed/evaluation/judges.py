@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UserError
 from ..paths import assets_dir
@@ -75,6 +75,15 @@ class RefusalMarkers(BaseModel):
     pivots: list[str] = Field(default_factory=list)
     redirects: list[str] = Field(default_factory=list)
     gcg_prefixes: list[str] = Field(min_length=1)
+
+    @field_validator("markers", "pivots", "redirects")
+    @classmethod
+    def _not_blank(cls, items: list[str]) -> list[str]:
+        blank = [m for m in items if not normalise(m)]
+        if blank:
+            raise ValueError(f"{blank[0]!r} is empty once normalised (markup and quotes are dropped): it would "
+                             "match every answer")
+        return items
 
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u02bc": "'"})
