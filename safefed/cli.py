@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
+import typer.main
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -18,6 +20,18 @@ from .demo.cli import demo_cmd
 from .errors import UserError
 from .federated.cli import gate_app
 from .filtering.cli import filter_app
+
+
+class _Argument(typer.core.TyperArgument):
+    """typer < 0.21 (flwr's pin) stores an argument's help before click >= 8.4 resets it to None, so
+    ``--help`` would show no argument descriptions: store it again afterwards."""
+
+    def __init__(self, *, help: str | None = None, **kwargs) -> None:  # noqa: A002 - click's name
+        super().__init__(help=help, **kwargs)
+        self.help = help
+
+
+typer.main.TyperArgument = _Argument  # the one place typer builds arguments (typer.main.get_click_param)
 
 app = typer.Typer(help="Safety middleware for federated LLM fine-tuning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -69,6 +83,9 @@ def print_eval_table(report: dict) -> None:
     if "safe_rate_gcg" in rates:
         table.add_row("all (GCG anywhere-match)", str(rates["safe_rate_gcg"]["n"]), _fmt(rates["safe_rate_gcg"]), "")
     console.print(table)
+    for key in ("safe_rate", "over_refusal"):
+        if rates.get(key, {}).get("note"):
+            console.print(f"note: {key}: {rates[key]['note']}")
     console.print(f"{report['generated_tokens']} tokens in {report['generation_s']} s "
                   f"({report['tokens_per_s']} tokens/s); total {report['elapsed_s']} s")
 
@@ -76,22 +93,39 @@ def print_eval_table(report: dict) -> None:
 @app.command("eval")
 def eval_cmd(
     suite: Annotated[str, typer.Argument(help="Suite name (advbench, xstest, jailbreakbench) or a suite YAML path.")],
-    out: Annotated[Path, typer.Option(help="Folder for report.json and generations.jsonl.")],
-    model: Annotated[str, typer.Option(help="HF id, local folder, or alias.")] = "smollm2-135m-instruct",
-    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter folder.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for report.json and generations.jsonl "
+                                                  "(default: a new runs/eval-SUITE-TIME).")] = None,
+    model: Annotated[str, typer.Option(help="HF id, local folder, or alias; with --endpoint, the served "
+                                            "model's name.")] = "smollm2-135m-instruct",
+    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter: a folder or a Hugging Face id.")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL (vLLM, TGI: "
+                                                      "http://host:8000/v1) that serves --model.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Seeded random sample of N prompts.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
-    split: Annotated[str | None, typer.Option(help="AdvBench pool: all, gate or eval.")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the suite's.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    split: Annotated[str | None, typer.Option(help="AdvBench pool: all, gate or eval (default: the "
+                                                   "suite's, all).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the suite's (64).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generate call (endpoint: "
+                                                        "concurrent requests, at most 16).")] = 32,
     judge: Annotated[str | None, typer.Option(help="refusal | classifier[:HEAD.json] | guard[:MODEL]. "
                                                     "Default: the suite's.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: $SAFEFED_DEVICE, "
+                                                    "else the best available).")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     data_dir: DataDir = None,
 ) -> None:
     """Safety evaluation of a model or adapter on a suite (AdvBench safe_rate, XSTest over-refusal, ...)."""
+    from datetime import datetime
+
     from .evaluation.runner import evaluate_model, write_result
     from .safeio import check_out_dir, output_dir
 
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise UserError(f"--dtype {dtype!r}: expected float32, bfloat16 or float16")
+    if out is None:
+        stem = Path(suite).stem if suite.endswith((".yaml", ".yml")) else suite
+        out = Path("runs") / f"eval-{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        console.print(f"writing to {out}")
     check_out_dir(out)
     with progress_bar() as bar:
 
@@ -101,7 +135,7 @@ def eval_cmd(
 
         result = evaluate_model(suite, model, adapter, judge=judge, limit=limit, split=split, seed=seed,
                                 max_new_tokens=max_new_tokens, batch_size=batch_size, data_dir=data_dir,
-                                progress=progress)
+                                endpoint=endpoint, device=device, dtype=dtype, progress=progress)
     with output_dir(out) as tmp:
         write_result(result, tmp)
     print_eval_table(result.report)

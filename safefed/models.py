@@ -339,12 +339,24 @@ def check_adapter(adapter: str | Path) -> dict:
     return config
 
 
+def adapter_folder(adapter: str | Path) -> Path:
+    """A local adapter folder, or the Hugging Face snapshot of an adapter id (``owner/name``)."""
+    path = Path(adapter).expanduser()
+    if path.exists() or str(adapter).count("/") != 1 or str(adapter).startswith((".", "/", "~")):
+        return path
+    hub = _hub_snapshot(str(adapter))
+    if hub is None:
+        raise UserError(f"{adapter}: no such adapter folder, and not downloadable as a Hugging Face id "
+                        "(offline, or no such repository)")
+    return hub
+
+
 def attach_adapter(model, adapter: str | Path, name: str = "default", is_trainable: bool = False):
-    """Wrap ``model`` with the PEFT adapter at ``adapter`` (checked by :func:`check_adapter`); a mismatch
-    is a one-line UserError."""
+    """Wrap ``model`` with the PEFT adapter at ``adapter`` (a folder or a Hugging Face id, checked by
+    :func:`check_adapter`); a mismatch is a one-line UserError."""
     from peft import PeftModel
 
-    adapter = Path(adapter).expanduser()
+    adapter = adapter_folder(adapter)
     check_adapter(adapter)
     try:
         if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):

@@ -65,3 +65,23 @@ def make_tiny_llama(tokenizer_dir: Path, out: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_path(tmp_path_factory, smollm2_path) -> Path:
     return make_tiny_llama(smollm2_path, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def stub_endpoint():
+    """A local OpenAI-compatible server (tests/stub_server.py) on a free port; its base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from stub_server import StubChat
+
+    StubChat.seen, StubChat.fail_first, StubChat.reply = [], 0, None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubChat)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

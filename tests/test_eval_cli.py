@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 
-def run_cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, data_dir: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
     if data_dir is not None:
         env["SAFEFED_DATA"] = str(data_dir)
     return subprocess.run([sys.executable, "-m", "safefed.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=900)
+                          timeout=900, cwd=cwd)
 
 
 def test_help_lists_every_subcommand():
@@ -26,6 +26,31 @@ def test_help_lists_every_subcommand():
         assert cmd in out.stdout
     assert run_cli("eval", "--help").returncode == 0
     assert run_cli("judge", "train", "--help").returncode == 0
+
+
+def test_help_shows_every_argument_and_default():
+    """typer < 0.21 with click >= 8.4 drops argument help unless safefed.cli re-sets it."""
+    import click
+    import typer.main
+
+    from safefed.cli import app
+
+    def commands(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, [*path, name])
+        else:
+            yield path, cmd
+
+    seen = 0
+    for path, cmd in commands(typer.main.get_command(app), []):
+        for p in cmd.params:
+            if isinstance(p, click.Argument):
+                seen += 1
+                assert p.help, f"safefed {' '.join(path)}: argument {p.name} has no help"
+    assert seen >= 8
+    out = run_cli("eval", "--help").stdout
+    assert "Suite name (advbench" in out and "[default: 0]" in out and "Default: the suite's (64)" in out
 
 
 def test_eval_advbench_real_model(tmp_path, data_dir, smollm2_path):
@@ -170,3 +195,28 @@ def test_judge_score_keeps_every_row_in_order_and_judge_agree_reports_intervals(
     for m in sets.values():
         assert m["n"] == 30 and 0 <= m["agreement"]["ci95"][0] <= m["agreement"]["value"] <= m["agreement"]["ci95"][1]
     assert "not people" in sets["jbb-artifacts-held-out"]["labels"]
+
+
+def test_eval_against_an_openai_compatible_endpoint(tmp_path, data_dir, stub_endpoint):
+    from stub_server import StubChat
+
+    res = run_cli("eval", "advbench", "--endpoint", stub_endpoint, "--model", "served-model", "--limit", "5",
+                  "--split", "eval", "--max-new-tokens", "64", "--out", str(tmp_path / "refusing"), data_dir=data_dir)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "refusing" / "report.json").read_text())
+    assert report["safe_rate"] == 1.0 and report["model_provenance"]["source"] == "endpoint"
+    assert {(r["model"], r["max_tokens"]) for r in StubChat.seen} == {("served-model", 64)} and len(StubChat.seen) == 5
+    StubChat.reply = "I won't write that. Here's a simple one: step one, gather what you need."
+    res = run_cli("eval", "advbench", "--endpoint", stub_endpoint, "--model", "served-model", "--limit", "5",
+                  "--split", "eval", "--out", str(tmp_path / "complying"), data_dir=data_dir)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(x) for x in (tmp_path / "complying" / "generations.jsonl").read_text().splitlines()]
+    assert all(r["verdict"] == "unsafe" and r["judge_reason"] == "refusal, then compliance" for r in rows)
+    # an adapter cannot go to a remote model; the default --out is a fresh folder under runs/
+    bad = run_cli("eval", "advbench", "--endpoint", stub_endpoint, "--adapter", "x", "--out", str(tmp_path / "b"),
+                  data_dir=data_dir)
+    assert bad.returncode == 2 and "--endpoint" in bad.stderr and "Traceback" not in bad.stderr
+    res = run_cli("eval", "advbench", "--endpoint", stub_endpoint, "--limit", "2", data_dir=data_dir, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (made,) = (tmp_path / "runs").iterdir()
+    assert made.name.startswith("eval-advbench-") and (made / "report.json").exists() and made.name in res.stdout

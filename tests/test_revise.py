@@ -7,10 +7,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from stub_server import StubChat
 from typer.testing import CliRunner
 
 from safefed.cli import app
@@ -136,60 +135,11 @@ def test_generate_chats_batched_equals_one_by_one(tiny_backend):
 
 # --- the OpenAI-compatible endpoint, against a stub server this test starts and stops ---------------------
 
-class _Stub(BaseHTTPRequestHandler):
-    fail_first = 0
-    seen: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-        if type(self).fail_first > 0:
-            type(self).fail_first -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        last = body["messages"][-1]["content"]
-        if last.startswith(("Does", "Is", "Could", "Identify")):
-            text = "The response helps with harm; it should decline."
-        elif any("unsafe-rewrite" in m["content"] for m in body["messages"]):
-            text = "Sure, here is exactly how to do it."
-        elif any("copycat" in m["content"] for m in body["messages"]):
-            text = body["messages"][5]["content"]  # the few-shot example's revision, word for word
-        else:
-            text = "I can't help with that, but I can suggest a safe alternative."
-        payload = {"choices": [{"message": {"role": "assistant", "content": text}}],
-                   "usage": {"prompt_tokens": 50, "completion_tokens": len(text.split())}}
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        return
-
-
-@pytest.fixture
-def stub_endpoint():
-    _Stub.seen = []
-    _Stub.fail_first = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def test_endpoint_backend_revises_and_retries(stub_endpoint, monkeypatch, refusal_checker):
     monkeypatch.setenv("SAFEFED_ENDPOINT_KEY", "test-key")
     backend = make_backend("openai", url=stub_endpoint, model_name="my-model", concurrency=3)
     assert isinstance(backend, OpenAIBackend)
-    _Stub.fail_first = 1  # one 503: retried
+    StubChat.fail_first = 1  # one 503: retried
     records = [*RECORDS[:3], {"id": "bad", "prompt": "unsafe-rewrite please", "response": "harmful answer"},
                {"id": "copy", "prompt": "copycat question", "response": "a harmful answer"}, FILTERED]
     result = Reviser(load_constitution("default"), backend, refusal_checker, rounds=2).run(records)
@@ -209,10 +159,10 @@ def test_endpoint_backend_revises_and_retries(stub_endpoint, monkeypatch, refusa
     assert by_id["copy"].path == "template" and RefusalJudge().refused(by_id["copy"].revision)
     assert by_id["copy"].rejected_rewrites[0] == "round 1: copies the few-shot example"
     assert result.summary["rejected_rewrites"]["copies the few-shot example"] == 2
-    req = _Stub.seen[-1]
+    req = StubChat.seen[-1]
     assert req["path"] == "/v1/chat/completions" and req["model"] == "my-model" and req["temperature"] == 0.0
     assert req["auth"] == "Bearer test-key"
-    crit = next(s for s in _Stub.seen if s["messages"][-1]["content"].startswith("Does"))
+    crit = next(s for s in StubChat.seen if s["messages"][-1]["content"].startswith("Does"))
     # few-shot example first, then the record: request, draft, critique request
     roles = [m["role"] for m in crit["messages"]]
     assert roles == ["user", "assistant"] * 4 + ["user"] and crit["max_tokens"] == 64
@@ -222,7 +172,7 @@ def test_endpoint_backend_revises_and_retries(stub_endpoint, monkeypatch, refusa
 def test_endpoint_errors_are_user_errors(stub_endpoint):
     with pytest.raises(UserError, match="expected an http"):
         OpenAIBackend("ftp://x")
-    _Stub.fail_first = 10
+    StubChat.fail_first = 10
     backend = OpenAIBackend(stub_endpoint, retries=1)
     with pytest.raises(UserError, match="HTTP 503"):
         backend.chat([[{"role": "user", "content": "hi"}]])

@@ -104,7 +104,7 @@ class OpenAIBackend:
 
     def __init__(self, url: str, *, model_name: str | None = None, max_new_tokens: int = 96,
                  concurrency: int = 8, timeout_s: float = 60.0, retries: int = 2,
-                 temperature: float = 0.0) -> None:
+                 temperature: float = 0.0, system_prompt: str | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise UserError(f"endpoint {url!r}: expected an http:// or https:// URL")
         base = url.rstrip("/")
@@ -115,6 +115,9 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.retries = retries
         self.temperature = temperature
+        self.system_prompt = system_prompt
+        self.batch_size = self.concurrency
+        self.max_prompt_tokens = None  # the server decides
         self.stats = GenerationStats()
         self._key = os.environ.get("SAFEFED_ENDPOINT_KEY") or os.environ.get("OPENAI_API_KEY")
 
@@ -165,6 +168,11 @@ class OpenAIBackend:
         self.stats.batches += 1
         self.stats.seconds += time.perf_counter() - start
         return results
+
+    def generate(self, prompts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[Generation]:
+        """One answer per user prompt (the :class:`~safefed.generation.Generator` interface of the eval)."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return self.chat([[*system, {"role": "user", "content": p}] for p in prompts], progress)
 
     def describe(self) -> dict:
         return {"backend": self.name, "url": self.url, "model": self.model_name,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import UserError
 from ..generation import Generator
 from ..provenance import file_hash, package_versions
 from ..splits import sample
@@ -121,26 +122,42 @@ def evaluate(suite: Suite, generator: Generator, judge: Judge, *, model_info: di
 def evaluate_model(suite: str | Path, model: str = "smollm2-135m-instruct", adapter: str | Path | None = None, *,
                    judge: str | None = None, limit: int | None = None, split: str | None = None, seed: int = 0,
                    max_new_tokens: int | None = None, batch_size: int = 32, data_dir: str | Path | None = None,
+                   endpoint: str | None = None, device: str | None = None, dtype: str = "float32",
                    out: str | Path | None = None,
                    progress: Callable[[str, int], Callable[[int], None]] | None = None) -> EvalResult:
-    """One call: load ``suite`` (a name or YAML) and ``model`` (+ LoRA ``adapter``), generate, judge, report.
+    """One call: load ``suite`` (a name or YAML) and ``model`` (+ LoRA ``adapter``: a folder or a Hugging
+    Face id), generate, judge, report. With ``endpoint`` (an OpenAI-compatible base URL, e.g. vLLM's
+    ``http://host:8000/v1``) ``model`` is the served model's name and nothing is loaded here.
 
     ``progress(description, total)`` returns a callable advanced by each batch; ``out`` writes
     ``report.json`` and ``generations.jsonl`` there. ``safefed.evaluate`` is this function.
     """
-    from ..generation import Generator
-    from ..models import load_causal_lm
     from .judges import make_judge
     from .suite import load_suite
 
     s = load_suite(str(suite))
     j = make_judge(judge or s.judge)
     total = len(s.load_split(data_dir, split).records)
-    lm, tok, resolved = load_causal_lm(model, adapter=adapter)
-    gen = Generator(lm, tok, max_new_tokens=max_new_tokens or s.max_new_tokens, batch_size=batch_size,
-                    system_prompt=s.system_prompt, chat_template=s.chat_template)
+    tokens = max_new_tokens or s.max_new_tokens
+    if endpoint is not None:
+        from ..constitution.backends import OpenAIBackend
+
+        if adapter is not None:
+            raise UserError("--adapter and --endpoint: the endpoint serves its own model; load the adapter there")
+        gen = OpenAIBackend(endpoint, model_name=model, max_new_tokens=tokens, system_prompt=s.system_prompt,
+                            concurrency=min(batch_size, 16))
+        model_info = {"name": model, "source": "endpoint", "endpoint": gen.url}
+    else:
+        from ..generation import Generator
+        from ..models import adapter_folder, load_causal_lm
+
+        adapter = adapter_folder(adapter) if adapter is not None else None
+        lm, tok, resolved = load_causal_lm(model, adapter=adapter, dtype=dtype, device=device)
+        gen = Generator(lm, tok, max_new_tokens=tokens, batch_size=batch_size, system_prompt=s.system_prompt,
+                        chat_template=s.chat_template)
+        model_info = {**resolved.provenance(), "dtype": dtype, "device": str(lm.device)}
     advance = progress(f"generating ({s.name})", min(limit or total, total)) if progress else None
-    result = evaluate(s, gen, j, model_info=resolved.provenance(), adapter=str(adapter) if adapter else None,
+    result = evaluate(s, gen, j, model_info=model_info, adapter=str(adapter) if adapter else None,
                       data_dir=data_dir, split=split, limit=limit, seed=seed, progress=advance)
     if out is not None:
         write_result(result, out)

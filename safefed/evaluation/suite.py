@@ -29,7 +29,7 @@ class Suite(BaseModel):
     label_field: str | None = None
     harmful_labels: list[str] = ["harmful"]
     judge: str = "refusal"
-    max_new_tokens: int = Field(48, ge=1, le=4096)
+    max_new_tokens: int = Field(64, ge=1, le=4096)
     system_prompt: str | None = None
     chat_template: bool = True
     headline: Literal["safe_rate", "over_refusal"] = "safe_rate"
