@@ -35,6 +35,10 @@ class Fields(Protocol):
     messages: str | None
 
 
+PROMPT_KEYS = ("prompt", "instruction", "question", "input", "goal")
+RESPONSE_KEYS = ("response", "output", "answer", "completion")
+
+
 @dataclass(frozen=True)
 class FieldNames:
     """A plain :class:`Fields` (the filter's policy has its own, validated from YAML)."""
@@ -42,6 +46,9 @@ class FieldNames:
     prompt: list[str]
     response: list[str]
     messages: str | None = None
+
+
+DEFAULT_FIELDS = FieldNames(list(PROMPT_KEYS), list(RESPONSE_KEYS), "messages")
 
 
 @dataclass
@@ -116,6 +123,9 @@ def extract(index: int, record: Any, fields: Fields, max_chars: int) -> Row:
             )
             return Row(index, record, problem=f"no prompt or response field (looked for {looked})")
         prompt, response = prompt or "", response or ""
+        extra = record.get("input") if pkey == "instruction" else None
+        if isinstance(extra, str) and extra.strip():  # Alpaca: the instruction and its input are one request
+            prompt = f"{prompt}\n\n{extra}"
     if not prompt.strip():  # a response with no request is not a training pair either
         return Row(index, record, problem="empty text" if not response.strip() else "empty prompt")
     return Row(index, record, prompt, response)

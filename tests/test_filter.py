@@ -253,3 +253,15 @@ def test_measure_reports_rates_with_intervals(tmp_path):
     assert out["safe"]["metric"] == "false_positive_rate" and out["safe"]["value"] == 0.0
     assert out["safe"]["ci95"][1] > 0.3 and "note" in out["safe"]  # n=3: a wide interval, said so
     assert out["unsafe"]["rate_at_threshold"]["0.9"] == 0.5
+
+
+def test_alpaca_instruction_and_input_are_read_as_one_request():
+    from safefed.federated.client import _pair
+    from safefed.recordio import DEFAULT_FIELDS, extract
+
+    record = {"instruction": "Summarise this text.", "input": "The meeting moved to Friday.", "output": "Friday."}
+    row = extract(1, record, DEFAULT_FIELDS, 1000)
+    assert row.prompt == "Summarise this text.\n\nThe meeting moved to Friday." and row.response == "Friday."
+    assert _pair(record) == {"prompt": row.prompt, "response": "Friday."}
+    assert extract(2, {"instruction": "Say hi.", "input": "", "output": "hi"}, DEFAULT_FIELDS, 1000).prompt == "Say hi."
+    assert extract(3, {"input": "alone", "output": "x"}, DEFAULT_FIELDS, 1000).prompt == "alone"

@@ -14,12 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..provenance import file_hash, package_versions
-from ..recordio import FieldNames, open_source, rows
+from ..recordio import DEFAULT_FIELDS, open_source, rows
 from ..stats import rate
 from .judges import Judge
 
-FIELDS = FieldNames(prompt=["prompt", "instruction", "question", "input", "goal"],
-                    response=["response", "output", "answer", "completion"], messages="messages")
 MAX_CHARS = 100_000
 
 
@@ -50,7 +48,7 @@ def score_file(judge: Judge, path: str | Path, out: Path, batch: int = 16,
                 progress(len(chunk))
 
         chunk: list = []
-        for row in rows(open_source(path), FIELDS, MAX_CHARS):
+        for row in rows(open_source(path), DEFAULT_FIELDS, MAX_CHARS):
             counts["n"] += 1
             chunk.append(row)
             if len(chunk) == batch:

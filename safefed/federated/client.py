@@ -97,7 +97,9 @@ class ClientSafety:
 
 
 def _pair(record: dict) -> dict:
-    """A record (possibly marked by the filter) as a plain (prompt, response) pair."""
-    prompt = record.get("prompt") or record.get("instruction") or record.get("question") or ""
-    response = record.get("response") or record.get("output") or record.get("answer") or ""
-    return {"prompt": str(prompt), "response": str(response)}
+    """A record (possibly marked by the filter) as a plain (prompt, response) pair, read the way the
+    filter reads it (Alpaca's ``instruction`` and ``input`` together)."""
+    from ..recordio import DEFAULT_FIELDS, extract
+
+    row = extract(0, record, DEFAULT_FIELDS, 10**9)
+    return {"prompt": row.prompt, "response": row.response}

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..paths import find_asset
+from ..recordio import PROMPT_KEYS, RESPONSE_KEYS
 from ..yamlio import load_model
 
 Action = Literal["drop", "revise", "flag"]
@@ -24,12 +25,8 @@ class Fields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: list[str] = Field(
-        default_factory=lambda: ["prompt", "instruction", "question", "input", "goal"], min_length=1
-    )
-    response: list[str] = Field(
-        default_factory=lambda: ["response", "output", "answer", "completion"], min_length=1
-    )
+    prompt: list[str] = Field(default_factory=lambda: list(PROMPT_KEYS), min_length=1)
+    response: list[str] = Field(default_factory=lambda: list(RESPONSE_KEYS), min_length=1)
     messages: str | None = "messages"
 
 
