@@ -159,12 +159,12 @@ def test_cli_bad_rows_never_crash(tmp_path, monkeypatch, capsys):
             "name: x\nscorers:\n  - type: lexicon\n    options: {categories: {a: {words: [b]}}}\n    threshold: 0.5\n",
             ":5: unknown key 'threshold' (did you mean 'thresholds'?)",
         ),
-        ("name: x\nscorers:\n  - type: nope\n", ":3: scorers.0: unknown scorer type 'nope'"),
+        ("name: x\nscorers:\n  - type: nope\n", ":3: scorers.0.type: unknown scorer type 'nope'"),
         ("name: x\nscorers:\n  - type: lexicon\n    thresholds: {default: 2}\n", ":4: scorers.0.thresholds"),
         ("name: x\nscorers: [\n", ":3:"),
         (
             "name: x\nscorers:\n  - type: embedding\n    options: {hed: x.json}\n",
-            ":3: scorers.0: embedding options",
+            ":4: scorers.0.options: embedding options",
         ),
         ("name: x\nscorers:\n  - type: lexicon\nactions: {default: burn}\n", ":4: actions.default"),
     ],
@@ -179,6 +179,20 @@ def test_malformed_policy_exits_2_with_file_line(tmp_path, monkeypatch, capsys, 
     assert code == 2
     assert f"{bad}{expect}" in err, err
     assert "Traceback" not in err
+
+
+def test_every_problem_of_a_policy_in_one_pass(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nscorers:\n  - type: nope\n  - type: lexicon\n    reads: sideways\n"
+                   "    options: {wrong: 1}\ncombine: sometimes\nbatch_size: -3\n")
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"prompt": "hi"}\n')
+    code, _, err = run_main(monkeypatch, capsys, "filter", str(data), "--policy", str(bad),
+                            "--out", str(tmp_path / "o"))
+    assert code == 2
+    for where in (":3: scorers.0.type", ":5: scorers.1.reads", ":6: scorers.1.options", ":7: combine",
+                  ":8: batch_size"):
+        assert f"{bad}{where}" in err, err
 
 
 def test_other_file_formats(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..paths import find_asset
 from ..recordio import PROMPT_KEYS, RESPONSE_KEYS
@@ -38,7 +38,7 @@ class ScorerSpec(BaseModel):
     name: str | None = Field(None, description="label in reports; defaults to the type")
     type: str = Field(min_length=1)
     reads: Literal["prompt", "response", "pair"] = "pair"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     thresholds: dict[str, float] = Field(default_factory=lambda: {"default": 0.5})
 
     @field_validator("thresholds")
@@ -49,21 +49,33 @@ class ScorerSpec(BaseModel):
             raise ValueError(f"thresholds must lie in [0, 1] (bad: {', '.join(bad)})")
         return {"default": 0.5, **v}
 
-    @model_validator(mode="after")
-    def _known_type(self) -> ScorerSpec:
+    # field validators, not one model validator: pydantic runs them even when another field of the
+    # scorer is wrong, so that a policy's problems are all reported in one pass
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
         from .scorers import scorer_entry, scorer_types
 
-        entry = scorer_entry(self.type)
+        if scorer_entry(v) is None:
+            raise ValueError(f"unknown scorer type {v!r} (known: {', '.join(scorer_types())})")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from .scorers import scorer_entry
+
+        entry = scorer_entry(info.data["type"]) if "type" in info.data else None
         if entry is None:
-            raise ValueError(f"unknown scorer type {self.type!r} (known: {', '.join(scorer_types())})")
+            return v
         try:
-            entry.options.model_validate(self.options)
+            entry.options.model_validate(v)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(x) for x in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
             )
-            raise ValueError(f"{self.type} options: {problems}") from None
-        return self
+            raise ValueError(f"{info.data['type']} options: {problems}") from None
+        return v
 
     @property
     def label(self) -> str:
