@@ -1,4 +1,4 @@
-"""Data roles: seeded, deterministic splits, recorded in every report (see DESIGN.md "Data roles").
+"""Data roles: seeded, deterministic splits, recorded in every report (see the README, "Data roles").
 
 AdvBench is split once into a *gate pool* (the server-side gate samples from it each round) and an
 *evaluation pool* (final reports, the demo's headline numbers). Neither is ever trained on.

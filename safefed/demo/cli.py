@@ -56,7 +56,7 @@ def quiet() -> None:
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Folder for results.json/.csv, rounds.csv, audit.jsonl and the plots; "
                                            "re-run with the same folder to resume.")],
-    preset: Annotated[str | None, typer.Option(help="smoke (CI, ~3 min), quick (2 CPU cores, ~15 min) or paper "
+    preset: Annotated[str | None, typer.Option(help="smoke (CI, ~3 min), quick (2 CPU cores, ~10 min) or paper "
                                                     "(the paper's shape, for a GPU). Default: quick.")] = None,
     config: Annotated[Path | None, typer.Option(help="Your own demo YAML (the presets' schema, demos/*.yaml).")]
     = None,

@@ -1,4 +1,4 @@
-"""The default filter's training recipe, from the offline data folder (see DESIGN.md "Data roles").
+"""The default filter's training recipe, from the offline data folder (see the README, "Data roles").
 
 Trained on: harmfulqa-catqa (harm categories), the filter-training half of hh-rlhf-harmless-base,
 davidson-hate-offensive, self-instruct-seed and gsm8k (train split) for everyday instructions, the
