@@ -28,6 +28,9 @@ def test_simulation_engine_with_gate_and_a_failing_client(tmp_path, data_dir, sm
     assert (tmp_path / "sim" / "adapter" / "adapter_config.json").exists()
     metrics = summary["train_metrics"].get("1", {})
     assert metrics.get("safefed-admitted", 0) + metrics.get("safefed-rejected", 0) == 3
+    # counts are summed over the admitted clients (6 rows each), not averaged; no averaged ids
+    if metrics.get("safefed-admitted"):
+        assert metrics["safefed-input"] == 6 * metrics["safefed-admitted"] and "partition-id" not in metrics
     json.dumps(summary)
 
 

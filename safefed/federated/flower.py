@@ -131,8 +131,13 @@ class SafetyGate(StrategyWrapper):
 
         outcome = gated_round(self.gate, self.audit, server_round, self._global, updates, inner)
         for d in outcome.decisions:
-            if not d.accepted:
-                log.warning("round %s: update of node %s rejected: %s", server_round, d.client, d.reason)
+            measured = "" if d.safe_rate is None else f" (safe_rate {d.safe_rate:.2f}"
+            measured += "" if d.baseline_safe_rate is None or not measured else f" vs {d.baseline_safe_rate:.2f}"
+            measured += ")" if measured else ""
+            if d.accepted:
+                log.info("round %s: node %s accepted%s", server_round, d.client, measured)
+            else:
+                log.warning("round %s: node %s rejected%s: %s", server_round, d.client, measured, d.reason)
         admitted = len(outcome.accepted)
         info = {"round": server_round, "replies": len(replies), "admitted": admitted,
                 "rejected": len(replies) - admitted, "changed": outcome.changed}
@@ -140,6 +145,15 @@ class SafetyGate(StrategyWrapper):
             info["aggregate_check"] = outcome.aggregate_check
         self.history.append(info)
         metrics = inner_metrics[0] if inner_metrics[0] is not None and outcome.changed else MetricRecord()
+        # counts are summed over the admitted clients, not averaged by example weight; ids are not metrics
+        accepted = set(outcome.accepted)
+        admitted_records = [u.metrics or {} for u in updates if u.client in accepted]
+        for key in [k for k in metrics if k.startswith("safefed-") or k == "partition-id"]:
+            del metrics[key]
+        for key in sorted({k for r in admitted_records for k in r if k.startswith("safefed-")}):
+            values = [r[key] for r in admitted_records if isinstance(r.get(key), (int, float))]
+            if values and all(isinstance(v, int) for v in values):
+                metrics[key] = int(sum(values))
         metrics["safefed-admitted"] = admitted
         metrics["safefed-rejected"] = len(replies) - admitted
         return (arrays_to_record(outcome.arrays) if outcome.changed else None), metrics
