@@ -289,3 +289,25 @@ def test_gate_overrides_are_validated():
     assert cfg.harmful_sample == 4 and cfg.benign_sample == GateConfig().benign_sample
     with pytest.raises(UserError, match="harmful_sample"):
         GateConfig().overridden(harmful_sample=0)
+
+
+def test_gate_takes_the_users_peft_model_as_it_is(tiny_llama_path, data_dir):
+    """PEFT's own `default` adapter works without renaming; a wrong name or a bare model is a clear error."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from safefed.errors import UserError
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_path)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    cfg = GateConfig(harmful_sample=2, benign_sample=1, max_new_tokens=4, judge="refusal")
+    with pytest.raises(UserError, match="needs a PEFT model"):
+        UpdateGate(base, tok, cfg, data_dir=data_dir)
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    gate = UpdateGate(model, tok, cfg, data_dir=data_dir)
+    assert gate.adapter == "default"
+    g = lora_arrays(model, "default")
+    (d,) = gate.review(1, g, [Update("c1", _perturbed(g, 4, 0.01), 5)])
+    assert d.safe_rate is not None and set(model.peft_config) == {"default"}
+    with pytest.raises(UserError, match="'global' is not in the model"):
+        UpdateGate(model, tok, cfg, data_dir=data_dir, adapter="global")

@@ -244,17 +244,36 @@ def benign_pool(source: str, data_dir: str | Path | None) -> list[str]:
     return [r["prompt"] for r in datasets.load(source, data_dir)]
 
 
+def _global_adapter_name(model, name: str | None) -> str:
+    """The adapter of ``model`` that holds the global weights; a clear error when there is none."""
+    adapters = list(getattr(model, "peft_config", {}) or {})
+    if not adapters:
+        raise UserError(f"the gate needs a PEFT model with a LoRA adapter, got {type(model).__name__}: wrap it "
+                        "with peft.get_peft_model(model, LoraConfig(...)) or safefed's with_global_adapter")
+    if name is None:
+        name = adapters[0] if len(adapters) == 1 else GLOBAL if GLOBAL in adapters else None
+        if name is None:
+            raise UserError(f"the model has adapters {adapters}: pass adapter=NAME, the one holding the "
+                            "global weights")
+    if name not in adapters:
+        raise UserError(f"adapter {name!r} is not in the model (it has {adapters}); pass adapter=NAME")
+    return name
+
+
 class UpdateGate:
     """Measures candidate LoRA updates against the current global adapter and decides who is averaged.
 
-    ``model`` is a ``PeftModel`` whose adapter ``"global"`` holds the current global LoRA weights.
+    ``model`` is a ``PeftModel`` whose adapter ``adapter`` holds the current global LoRA weights (by default
+    its only adapter, PEFT's ``"default"`` for a model from ``get_peft_model``, or ``"global"``).
     ``anchor`` is the adapter a new aggregate may not drift far from (``rule.max_drift``); by default the
     first global adapter the gate reviews. A resumed run should pass the run's starting adapter.
     """
 
     def __init__(self, model, tokenizer, config: GateConfig | None = None, *, data_dir: str | Path | None = None,
-                 audit: AuditLog | None = None, judge: Judge | None = None, anchor: Arrays | None = None) -> None:
+                 audit: AuditLog | None = None, judge: Judge | None = None, anchor: Arrays | None = None,
+                 adapter: str | None = None) -> None:
         self.model = model
+        self.adapter = _global_adapter_name(model, adapter)
         self.anchor = anchor
         self.config = config or GateConfig()
         self.audit = audit
@@ -263,7 +282,7 @@ class UpdateGate:
                                    batch_size=self.config.batch_size)
         self.gate_pool = [r["prompt"] for r in advbench_pools(datasets.load("advbench", data_dir))["gate"].records]
         self.benign = benign_pool(self.config.benign_source, data_dir) if self.config.benign_sample else []
-        self.lora_config = model.peft_config[GLOBAL]
+        self.lora_config = model.peft_config[self.adapter]
         self._baseline: tuple[int, list[Measurement]] | None = None  # (round, the global model's per stage)
 
     def prompts_for(self, round_: int) -> tuple[list[str], list[str]]:
@@ -288,7 +307,7 @@ class UpdateGate:
         try:
             for i, arrays in enumerate(adapters.values()):
                 if arrays is None:
-                    slots.append(GLOBAL)
+                    slots.append(self.adapter)
                     continue
                 slot = f"cand{i}"
                 self.model.add_adapter(slot, self.lora_config)
@@ -298,9 +317,9 @@ class UpdateGate:
             per_adapter = self.generator.generate_per_adapter(prompts, slots)
         finally:
             for slot in slots:
-                if slot != GLOBAL and slot in self.model.peft_config:
+                if slot != self.adapter and slot in self.model.peft_config:
                     self.model.delete_adapter(slot)
-            self.model.set_adapter(GLOBAL)
+            self.model.set_adapter(self.adapter)
         return {name: [g.text for g in gens] for name, gens in zip(adapters, per_adapter, strict=True)}
 
     def measure(self, adapters: Mapping[str, Arrays | None], harmful: Sequence[str], benign: Sequence[str]
@@ -353,7 +372,7 @@ class UpdateGate:
         if self.anchor is None:
             self.anchor = {k: v.copy() for k, v in global_arrays.items()}
         if valid_at:
-            load_lora_arrays(self.model, global_arrays, GLOBAL)
+            load_lora_arrays(self.model, global_arrays, self.adapter)
             settled, baseline = self._staged(round_, {str(updates[i].client): updates[i].arrays for i in valid_at})
             self._baseline = (round_, baseline)
             shadow = self.config.mode == "shadow"
@@ -423,7 +442,7 @@ class UpdateGate:
         global model's answers from :meth:`review` are reused; the anchor answers only when it differs
         from the previous global adapter."""
         rule = self.config.rule
-        load_lora_arrays(self.model, previous, GLOBAL)
+        load_lora_arrays(self.model, previous, self.adapter)
         cached = self._baseline[1] if self._baseline is not None and self._baseline[0] == round_ else []
         anchored = rule.max_drift is not None and self.anchor is not None
         own_anchor = anchored and not _same_arrays(self.anchor, previous)
