@@ -21,6 +21,7 @@ from safefed.federated.gate import (
     judge_rule,
     pooled,
 )
+from safefed.federated.rounds import SafeAggregator
 from safefed.federated.updates import (
     Update,
     capped_examples,
@@ -311,3 +312,21 @@ def test_gate_takes_the_users_peft_model_as_it_is(tiny_llama_path, data_dir):
     assert d.safe_rate is not None and set(model.peft_config) == {"default"}
     with pytest.raises(UserError, match="'global' is not in the model"):
         UpdateGate(model, tok, cfg, data_dir=data_dir, adapter="global")
+
+
+def test_aggregator_takes_and_returns_torch_state_dicts(tiny_peft, data_dir):
+    import torch
+    from peft import get_peft_model_state_dict
+
+    model, tok = tiny_peft
+    cfg = GateConfig(harmful_sample=2, benign_sample=1, max_new_tokens=4, judge="refusal", check_aggregate=False)
+    gate = UpdateGate(model, tok, cfg, data_dir=data_dir)
+    start = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=GLOBAL).items()}
+    g = lora_arrays(model, GLOBAL)
+    cands = [Update(c, {k: torch.from_numpy(v) for k, v in _perturbed(g, i, 0.001).items()}, 4)
+             for i, c in enumerate(("a", "b"), 5)]
+    outcome = SafeAggregator(gate).aggregate(1, start, cands)
+    assert outcome.changed and set(outcome.arrays) == set(start)
+    assert all(isinstance(v, torch.Tensor) for v in outcome.arrays.values())
+    expected = {k: (cands[0].arrays[k] + cands[1].arrays[k]) / 2 for k in start}
+    assert all(torch.allclose(outcome.arrays[k], expected[k], atol=1e-6) for k in start)

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,23 @@ def gated_round(gate: UpdateGate, audit: AuditLog | None, round_: int, global_ar
     return outcome
 
 
+def _is_torch(arrays) -> bool:
+    return isinstance(arrays, dict) and any(type(v).__module__.startswith("torch") for v in arrays.values())
+
+
+def _to_numpy(arrays):
+    """A torch state dict as numpy arrays (float32 where it was floating point); anything else as it is."""
+    if not _is_torch(arrays):
+        return arrays
+    out = {}
+    for k, v in arrays.items():
+        if type(v).__module__.startswith("torch"):
+            v = v.detach().cpu()
+            v = (v.float() if v.is_floating_point() else v).numpy()
+        out[k] = v
+    return out
+
+
 class SafeAggregator:
     """Gate the round's updates, average the admitted ones, and keep the previous model if needed.
 
@@ -106,11 +123,22 @@ class SafeAggregator:
         self.checkpoints = Path(checkpoints) if checkpoints is not None else None
 
     def aggregate(self, round_: int, global_arrays: Arrays, updates: Sequence[Update]) -> RoundOutcome:
+        """Numpy or torch state dicts in (``global_arrays`` and each update's); the outcome's arrays come
+        back in the kind ``global_arrays`` came in."""
+        torch_in = _is_torch(global_arrays)
+        global_arrays = _to_numpy(global_arrays)
+        updates = [replace(u, arrays=_to_numpy(u.arrays)) if _is_torch(u.arrays) else u for u in updates]
+
         def average(admitted: Sequence[Update], decided: Sequence[GateDecision]) -> Arrays:
             return self.aggregate_fn([u.arrays for u in admitted], [d.n_examples_used for d in decided])
 
         save = (lambda o: self._save(round_, o.arrays)) if self.checkpoints is not None else None
-        return gated_round(self.gate, self.audit, round_, global_arrays, updates, average, save)
+        outcome = gated_round(self.gate, self.audit, round_, global_arrays, updates, average, save)
+        if torch_in:
+            import torch
+
+            outcome.arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in outcome.arrays.items()}
+        return outcome
 
     # --- checkpoints -----------------------------------------------------------------------------
 
