@@ -12,6 +12,8 @@ import gzip
 import hashlib
 import json
 import os
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -287,14 +289,29 @@ def _complete(d: Path, spec: DatasetSpec) -> bool:
     return all((d / f).is_file() for f in need)
 
 
+def _fetch(url: str, attempts: int = 3, pause: float = 1.0) -> bytes:
+    """The bytes at ``url``, retried with a growing pause on a network error (not on HTTP 4xx)."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - fixed https URLs
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt == attempts - 1:
+                raise
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+        time.sleep(pause * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 def _download(spec: DatasetSpec, target: Path) -> None:
     for rel, url in spec.files.items():
         dest = target / rel
         if dest.is_file():
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - fixed https URLs
-            payload = resp.read()
+        payload = _fetch(url)
         if url.endswith(".gz"):
             payload = gzip.decompress(payload)
         tmp = dest.with_suffix(dest.suffix + ".part")
