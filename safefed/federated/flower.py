@@ -193,10 +193,12 @@ def safety_mod(msg: Message, ctx, call_next) -> Message:
 
 
 def prepare_training_data(records: list[dict], ctx, *, model=None, tokenizer=None, default_policy: str = "default",
-                          default_constitution: str | None = "default") -> Prepared:
+                          default_constitution: str | None = "default", replay: float = 0.0, seed: int = 0,
+                          data_dir: str | None = None) -> Prepared:
     """Filter -> revise a client's records with the settings of :func:`safety_mod` (or the defaults).
 
-    Put ``prepared.metrics`` into the reply's existing MetricRecord (Flower's strategies expect exactly
+    ``replay`` and ``seed`` are :class:`~safefed.federated.client.ClientSafety`'s. Put ``prepared.metrics``
+    into the reply's existing MetricRecord (Flower's strategies expect exactly
     one MetricRecord per reply).
     """
     cfg = ctx.state.config_records.get("safefed", ConfigRecord()) if hasattr(ctx, "state") else ConfigRecord()
@@ -206,7 +208,8 @@ def prepare_training_data(records: list[dict], ctx, *, model=None, tokenizer=Non
         policy = None
     if constitution in ("none", "off"):
         constitution = None
-    return ClientSafety(policy, constitution, model=model, tokenizer=tokenizer).prepare(records)
+    return ClientSafety(policy, constitution, model=model, tokenizer=tokenizer, replay=replay, seed=seed,
+                        data_dir=data_dir).prepare(records)
 
 
 # --- server side: constitutional round after aggregation, resumable rounds, seeded sampling ---------
