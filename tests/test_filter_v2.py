@@ -280,7 +280,7 @@ def test_distill_end_to_end_builds_a_loadable_student(tmp_path, data_dir):
     pool = tmp_path / "pool.jsonl"
     pool.write_text(json.dumps({"prompt": "How do I bake bread?", "response": "Knead, rise, bake."}) + "\n")
     meta = distill(GUARD, [str(pool)], tmp_path / "student", data_dir, epochs=1, max_train=120,
-                   cache=tmp_path / "t.jsonl", calibration=12)
+                   cache=tmp_path / "t.jsonl", calibration=12, validation_limit=400)
     assert meta["teacher"]["scored"] == 13 and meta["teacher_labelled"] in (0, 1)
     assert len(TeacherCache(tmp_path / "t.jsonl").scores) == 13
     policy = tmp_path / "p.yaml"

@@ -164,7 +164,7 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
             out: Path | str = "filter_student", data_dir: str | Path | None = None, seed: int = SPLIT_SEED,
             epochs: int = 2, max_train: int = 10_000, target_fpr: float = 0.05, cache: Path | None = None,
             teacher_batch: int = 8, encoder: str = "all-minilm-l6-v2", calibration: int = CALIBRATION_SAMPLE,
-            pool_limit: int | None = None,
+            pool_limit: int | None = None, validation_limit: int | None = None,
             progress: Callable[[str, int, int], Callable[[int], None]] | None = None) -> dict:
     """Run the whole recipe and save the student artifact at ``out``; returns its ``student.json``."""
     from ..paths import cache_dir
@@ -181,6 +181,8 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
         pool = [p for i, p in enumerate(pool) if i in keep]
     train_gold = [p for p in gold if not is_validation(p, seed)]
     val = [p for p in gold if is_validation(p, seed)]
+    if validation_limit is not None and len(val) > validation_limit:  # a quick build: a seeded sample
+        val = random.Random(seed + 2).sample(val, validation_limit)
     # a stable sample (by pair hash, not by position), so that adding a source leaves the teacher's
     # cached calibration scores valid
     ranked = sorted(train_gold, key=lambda p: pair_key(str(seed), p.prompt, p.response))
@@ -218,7 +220,8 @@ def distill(teacher: str = "qwen2.5-coder-1.5b-instruct", pools: Sequence[str] =
                                           "flagged": round(sum(hits[i] for i in idx) / len(idx), 4)}
     meta = {
         "thresholds": thresholds,
-        "validation": {**figures, "per_source": per_source},
+        "validation": {**figures, "per_source": per_source,
+                       **({"limit": validation_limit} if validation_limit else {})},
         "teacher": {"model": model_id, "calibration": cal, "pool": list(pools), "pool_limit": pool_limit,
                     "scored": len(todo),
                     "seconds": round(teacher_seconds, 1)},
