@@ -60,6 +60,16 @@ def progress_bar() -> Progress:
                     console=err, transient=False)
 
 
+def task_factory(bar: Progress):
+    """``progress(description, total)`` for the library's long calls: a new bar line, advanced by batch."""
+
+    def progress(name: str, total: int):
+        task = bar.add_task(name, total=total)
+        return lambda k: bar.advance(task, k)
+
+    return progress
+
+
 def _fmt(entry: dict | None) -> str:
     if not entry or entry.get("value") is None:
         return "-"
@@ -128,11 +138,7 @@ def eval_cmd(
         console.print(f"writing to {out}")
     check_out_dir(out)
     with progress_bar() as bar:
-
-        def progress(name: str, total: int):
-            task = bar.add_task(name, total=total)
-            return lambda k: bar.advance(task, k)
-
+        progress = task_factory(bar)
         result = evaluate_model(suite, model, adapter, judge=judge, limit=limit, split=split, seed=seed,
                                 max_new_tokens=max_new_tokens, batch_size=batch_size, data_dir=data_dir,
                                 endpoint=endpoint, device=device, dtype=dtype, progress=progress)
@@ -220,11 +226,7 @@ def judge_agree(
     report: dict = {"sets": {s.name: {"n": len(s.pairs), "labels": s.labels} for s in sets},
                     "limit": limit, "seed": seed, "judges": {}, "versions": package_versions()}
     with progress_bar() as bar:
-
-        def progress(name: str, total: int):
-            task = bar.add_task(name, total=total)
-            return lambda k: bar.advance(task, k)
-
+        progress = task_factory(bar)
         for j in judges:
             report["judges"][j.name] = {"judge": j.describe(), "sets": agreement(j, sets, progress)}
     with output_dir(out) as tmp:

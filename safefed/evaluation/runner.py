@@ -84,10 +84,11 @@ def judge_generations(prompts_records: Sequence[dict], responses: Sequence[str],
 
 def evaluate(suite: Suite, generator: Generator, judge: Judge, *, model_info: dict, adapter: str | None = None,
              data_dir: str | Path | None = None, split: str | None = None, limit: int | None = None,
-             seed: int = 0, progress=None) -> EvalResult:
-    """Evaluate one model (+ adapter) on one suite. ``progress`` is a callable taking a batch size."""
+             seed: int = 0, progress=None, chosen=None) -> EvalResult:
+    """Evaluate one model (+ adapter) on one suite. ``progress`` is a callable taking a batch size;
+    ``chosen`` is the suite's split when the caller has loaded it already."""
     started = time.perf_counter()
-    chosen = suite.load_split(data_dir, split)
+    chosen = chosen if chosen is not None else suite.load_split(data_dir, split)
     records = sample(chosen.records, limit, seed)
     gens = generator.generate([r["prompt"] for r in records], progress=progress)
     judged = judge_generations(records, [g.text for g in gens], judge)
@@ -137,7 +138,8 @@ def evaluate_model(suite: str | Path, model: str = "smollm2-135m-instruct", adap
 
     s = load_suite(str(suite))
     j = make_judge(judge or s.judge)
-    total = len(s.load_split(data_dir, split).records)
+    chosen = s.load_split(data_dir, split)
+    total = len(chosen.records)
     tokens = max_new_tokens or s.max_new_tokens
     if endpoint is not None:
         from ..constitution.backends import OpenAIBackend
@@ -158,7 +160,7 @@ def evaluate_model(suite: str | Path, model: str = "smollm2-135m-instruct", adap
         model_info = {**resolved.provenance(), "dtype": dtype, "device": str(lm.device)}
     advance = progress(f"generating ({s.name})", min(limit or total, total)) if progress else None
     result = evaluate(s, gen, j, model_info=model_info, adapter=str(adapter) if adapter else None,
-                      data_dir=data_dir, split=split, limit=limit, seed=seed, progress=advance)
+                      data_dir=data_dir, split=split, limit=limit, seed=seed, progress=advance, chosen=chosen)
     if out is not None:
         write_result(result, out)
     return result
